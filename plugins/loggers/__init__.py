@@ -1,0 +1,1 @@
+"""Built-in loggers (each module registers itself)."""

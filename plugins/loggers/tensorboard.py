@@ -1,0 +1,38 @@
+"""TensorBoard back end: scalars, audio, spectrogram images, text (``RUN/tensorboard``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from toolkit import registry
+from toolkit.logger import NullLogger
+
+
+@registry.register("loggers", "tensorboard")
+class TensorBoardLogger(NullLogger):
+    """Log to TensorBoard event files under RUN/tensorboard."""
+
+    def __init__(self, run_dir):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def scalars(self, values, step):
+        for k, v in values.items():
+            self.writer.add_scalar(k, float(v), step)
+
+    def audio(self, tag, audio, rate, step):
+        import torch
+
+        a = torch.as_tensor(audio, dtype=torch.float32)
+        a = a.mean(0) if a.dim() == 2 else a
+        self.writer.add_audio(tag, a.clamp(-1, 1), step, sample_rate=int(rate))
+
+    def image(self, tag, figure, step):
+        self.writer.add_figure(tag, figure, step)
+
+    def text(self, tag, text, step):
+        self.writer.add_text(tag, text, step)
+
+    def close(self):
+        self.writer.flush()
+        self.writer.close()

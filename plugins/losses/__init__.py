@@ -1,0 +1,1 @@
+"""Built-in losses (each module registers itself)."""

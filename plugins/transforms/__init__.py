@@ -1,0 +1,1 @@
+"""Built-in transforms (each module registers itself)."""

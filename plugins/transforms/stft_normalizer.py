@@ -1,0 +1,236 @@
+"""STFT magnitude, compressed and min-max normalized per item, with its exact inverse.
+
+The diffusion model works on ``spec: (batch, channels, freq, frames)`` in
+[-1, 1]: the magnitude STFT of the mixture raised to ``power``, compressed
+(``log1p`` by default, as in Diff-MSST and most diffusion vocoders: it
+evens out the huge dynamic range of music spectra) and scaled per item so
+that item's minimum maps to -1 and maximum to 1. :class:`SpecState` keeps
+what the inverse needs: the mixture phase, each item's min/max and the
+signal length. Statistics are per item, never over the batch, so an item's
+spectrogram does not depend on what else was batched with it.
+
+Instrument and vocal targets are normalized with the *mixture's* state
+(:meth:`STFTNormalizer.encode_with`), so target and condition share one
+scale and ``mixture = instrumental + vocals`` keeps meaning in magnitude.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from toolkit import registry
+from toolkit.errors import UserError
+from toolkit.signal import unit_phasor
+
+WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman": torch.blackman_window}
+COMPRESSIONS = ("log1p", "log", "none")
+NORMALIZATIONS = ("minmax", "none")
+
+
+@dataclass
+class SpecState:
+    """What :meth:`STFTNormalizer.decode` needs to invert :meth:`~STFTNormalizer.encode`.
+
+    phase: (batch, channels, freq, frames) complex unit phasors of the mixture STFT
+        (1 where the mixture is exactly silent).
+    lo, hi: (batch,) per-item min and max of the compressed magnitude.
+    length: samples per item of the original audio.
+    """
+
+    phase: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    length: int
+
+    def select(self, index) -> "SpecState":
+        """The state of some items: ``index`` is an int, slice, list or bool/long tensor over batch."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return replace(self, phase=self.phase[index], lo=self.lo[index], hi=self.hi[index])
+
+    def to(self, device) -> "SpecState":
+        return replace(self, phase=self.phase.to(device), lo=self.lo.to(device), hi=self.hi.to(device))
+
+
+def _choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise UserError(f"transforms.stft_normalizer.{name} = {value!r} is not allowed; use one of {', '.join(map(repr, allowed))}")
+
+
+@registry.register("transforms", "stft_normalizer")
+class STFTNormalizer:
+    """STFT magnitude -> power -> compression -> per-item min-max to [-1, 1], invertible with the kept phase."""
+
+    def __init__(
+        self,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+        window: str = "hann",
+        center: bool = True,
+        power: float = 1.0,
+        compression: str = "log1p",
+        normalization: str = "minmax",
+        eps: float = 1e-8,
+    ):
+        if not isinstance(n_fft, int) or n_fft < 2:
+            raise UserError(f"transforms.stft_normalizer.n_fft = {n_fft!r}; use an integer >= 2 (e.g. 2048)")
+        if not isinstance(hop_length, int) or not 1 <= hop_length < n_fft:
+            raise UserError(
+                f"transforms.stft_normalizer.hop_length = {hop_length!r}; use an integer in [1, n_fft) (e.g. n_fft // 4) so the STFT is invertible"
+            )
+        _choice("window", window, tuple(WINDOWS))
+        _choice("compression", compression, COMPRESSIONS)
+        _choice("normalization", normalization, NORMALIZATIONS)
+        if not (isinstance(power, (int, float)) and power > 0 and math.isfinite(power)):
+            raise UserError(f"transforms.stft_normalizer.power = {power!r}; use a positive number (1: magnitude, 2: power)")
+        if not (isinstance(eps, (int, float)) and eps > 0):
+            raise UserError(f"transforms.stft_normalizer.eps = {eps!r}; use a small positive number (e.g. 1e-8)")
+        self.n_fft, self.hop_length, self.window, self.center = n_fft, hop_length, window, bool(center)
+        self.power, self.compression, self.normalization, self.eps = float(power), compression, normalization, float(eps)
+
+    def __repr__(self) -> str:
+        return (
+            f"STFTNormalizer(n_fft={self.n_fft}, hop_length={self.hop_length}, window={self.window!r}, "
+            f"center={self.center}, power={self.power}, compression={self.compression!r}, "
+            f"normalization={self.normalization!r}, eps={self.eps})"
+        )
+
+    # ----- shapes -----------------------------------------------------------
+    @property
+    def freq_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    def _padded_length(self, length: int) -> int:
+        """Samples the STFT actually sees: short inputs get zeros appended (never a crash)."""
+        if self.center:
+            return max(length, self.n_fft // 2 + 1)  # reflect padding needs more than n_fft // 2 samples
+        # Without centering, pad to whole frames so the tail is not silently dropped.
+        length = max(length, self.n_fft)
+        return self.n_fft + math.ceil((length - self.n_fft) / self.hop_length) * self.hop_length
+
+    def num_frames(self, length: int) -> int:
+        """Frames of :meth:`stft` for ``length`` samples."""
+        padded = self._padded_length(length)
+        if self.center:
+            return 1 + padded // self.hop_length
+        return 1 + (padded - self.n_fft) // self.hop_length
+
+    # ----- linear STFT ------------------------------------------------------
+    @staticmethod
+    def _float(audio: torch.Tensor) -> torch.Tensor:
+        return audio if audio.dtype == torch.float64 else audio.float()
+
+    def _window(self, like: torch.Tensor) -> torch.Tensor:
+        return WINDOWS[self.window](self.n_fft, dtype=like.dtype, device=like.device)
+
+    def stft(self, audio: torch.Tensor) -> torch.Tensor:
+        """``audio: (batch, channels, samples)`` -> complex ``(batch, channels, freq, frames)``."""
+        if audio.dim() != 3:
+            raise ValueError(f"audio must be (batch, channels, samples); got shape {tuple(audio.shape)}")
+        audio = self._float(audio)
+        batch, length = audio.shape[0], audio.shape[-1]
+        x = rearrange(audio, "b c s -> (b c) s")
+        x = F.pad(x, (0, self._padded_length(length) - length))
+        spec = torch.stft(
+            x, self.n_fft, self.hop_length, window=self._window(x), center=self.center,
+            pad_mode="reflect", return_complex=True,
+        )
+        return rearrange(spec, "(b c) f t -> b c f t", b=batch)
+
+    def istft(self, complex_spec: torch.Tensor, length: int) -> torch.Tensor:
+        """Complex ``(batch, channels, freq, frames)`` -> ``audio: (batch, channels, length)``."""
+        batch = complex_spec.shape[0]
+        x = rearrange(complex_spec, "b c f t -> (b c) f t")
+        padded = self._padded_length(length)
+        window = self._window(x.real)
+        if self.center:
+            audio = torch.istft(x, self.n_fft, self.hop_length, window=window, center=True, length=padded)
+        else:
+            audio = self._overlap_add(x, window, padded)
+        return rearrange(audio[..., :length], "(b c) s -> b c s", b=batch)
+
+    def _overlap_add(self, x: torch.Tensor, window: torch.Tensor, length: int) -> torch.Tensor:
+        """Least-squares inverse for ``center=False``.
+
+        ``torch.istft`` refuses it because the window envelope is zero at the
+        very first sample; we invert where the envelope is non-zero and give
+        0 where no frame saw the signal (for ``hann``: sample 0 only).
+        """
+        frames = torch.fft.irfft(x, n=self.n_fft, dim=1) * window[:, None]  # (n, n_fft, frames)
+        fold = dict(output_size=(1, length), kernel_size=(1, self.n_fft), stride=(1, self.hop_length))
+        signal = F.fold(frames, **fold)[:, 0, 0]
+        weight = (window**2)[None, :, None].expand(1, -1, frames.shape[-1])
+        envelope = F.fold(weight, **fold)[:, 0, 0]
+        return torch.where(envelope > 1e-11, signal / envelope.clamp_min(1e-11), torch.zeros_like(signal))
+
+    # ----- magnitude <-> normalized spec -----------------------------------
+    def _compress(self, mag: torch.Tensor) -> torch.Tensor:
+        mag = mag.clamp_min(0) ** self.power
+        if self.compression == "log1p":
+            return torch.log1p(mag)
+        if self.compression == "log":
+            return torch.log(mag + self.eps)
+        return mag
+
+    def _expand(self, compressed: torch.Tensor) -> torch.Tensor:
+        if self.compression == "log1p":
+            mag = torch.expm1(compressed)
+        elif self.compression == "log":
+            mag = torch.exp(compressed) - self.eps
+        else:
+            mag = compressed
+        return mag.clamp_min(0) ** (1.0 / self.power)
+
+    def _span(self, state: SpecState) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lo, hi - lo) shaped (batch, 1, 1, 1); a silent item's zero span becomes eps, keeping it finite."""
+        lo = state.lo[:, None, None, None]
+        return lo, (state.hi - state.lo).clamp_min(self.eps)[:, None, None, None]
+
+    def normalize(self, mag: torch.Tensor, state: SpecState) -> torch.Tensor:
+        """Linear ``mag: (batch, channels, freq, frames)`` -> ``spec`` on ``state``'s scale."""
+        compressed = self._compress(mag)
+        if self.normalization == "none":
+            return compressed
+        lo, span = self._span(state)
+        return 2 * (compressed - lo) / span - 1
+
+    def magnitude(self, spec: torch.Tensor, state: SpecState) -> torch.Tensor:
+        """``spec: (batch, channels, freq, frames)`` -> linear magnitude (>= 0); inverse of :meth:`normalize`."""
+        if self.normalization == "none":
+            return self._expand(spec)
+        lo, span = self._span(state)
+        return self._expand((spec + 1) / 2 * span + lo)
+
+    # ----- audio <-> normalized spec ---------------------------------------
+    def encode(self, audio: torch.Tensor) -> tuple[torch.Tensor, SpecState]:
+        """``audio: (batch, channels, samples)`` -> ``(spec: (batch, channels, freq, frames) in [-1, 1], state)``.
+
+        A silent item maps to all -1 and decodes to zeros; inputs shorter
+        than one frame (down to one sample) are zero-padded internally.
+        """
+        complex_spec = self.stft(audio)
+        mag = complex_spec.abs()
+        phase = unit_phasor(complex_spec)
+        compressed = self._compress(mag)
+        state = SpecState(
+            phase=phase,
+            lo=compressed.amin(dim=(1, 2, 3)),
+            hi=compressed.amax(dim=(1, 2, 3)),
+            length=audio.shape[-1],
+        )
+        return self.normalize(mag, state), state
+
+    def encode_with(self, audio: torch.Tensor, state: SpecState) -> torch.Tensor:
+        """Another signal (instrumental, vocals) ``(batch, channels, samples)`` on the mixture ``state``'s scale.
+
+        Values may leave [-1, 1] where the signal is louder than the mixture.
+        """
+        return self.normalize(self.stft(audio).abs(), state)
+
+    def decode(self, spec: torch.Tensor, state: SpecState) -> torch.Tensor:
+        """``spec: (batch, channels, freq, frames)`` + state -> ``audio: (batch, channels, state.length)``."""
+        return self.istft(self.magnitude(spec, state) * state.phase, state.length)

@@ -1,0 +1,51 @@
+"""``toolkit separate INPUT... --checkpoint CKPT [--out DIR] ...``"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(sub, parent):
+    p = sub.add_parser("separate", parents=[parent], help="separate songs into vocals and instrumental")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `toolkit run` (RUN/checkpoints/last.pt)")
+    p.add_argument("--out", default="separated", help="output folder (default: separated/)")
+    p.add_argument("--sampler", help="registered sampler (default: the checkpoint's)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the checkpoint's)")
+    p.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--segment", type=float, help="segment length in seconds (default: the training length)")
+    p.add_argument("--overlap", type=float, default=0.25)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--post-filter", choices=("none", "soft", "wiener"))
+    p.add_argument("--format", choices=("wav", "flac"), default="wav")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..api import Separator
+    from ..audio import list_audio_files
+    from ..paths import check_writable_dir
+    from ..separate_files import separate_file
+
+    files = list_audio_files(args.inputs)
+    out = Path(args.out)
+    check_writable_dir(out)
+    sep = Separator.from_checkpoint(args.checkpoint, sampler=args.sampler, steps=args.steps, eta=args.eta,
+                                    post_filter=args.post_filter, seed=args.seed, segment=args.segment,
+                                    overlap=args.overlap, batch_size=args.batch_size, device=args.device)
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as bar:
+        files_task = bar.add_task("files", total=len(files))
+        for path in files:
+            chunk_task = bar.add_task(f"  {path.name}", total=None)
+            written = separate_file(sep.engine, path, out, args.format,
+                                    on_chunk=lambda k, n: bar.update(chunk_task, completed=k, total=n))
+            bar.remove_task(chunk_task)
+            bar.advance(files_task)
+            console.print(f"{path} -> {written[0].parent}")
+    return 0

@@ -1,0 +1,521 @@
+"""MUSDB18 access: root checks, musdb DBs with a validation split, an audio cache, datasets.
+
+A root is either MUSDB18-HQ (``<root>/train/<track>/{mixture,drums,bass,other,vocals}.wav``,
+also what ``toolkit data synth`` writes) or MUSDB18 (``<root>/train/<track>.stem.mp4``);
+``is_wav`` is detected from the files when not given.
+
+Validation split: musdb's own ``split="train"/"valid"`` lists 14 real MUSDB18 track
+names. A root whose train tracks include none of them (a synthetic root, a
+custom one) gets a deterministic fallback instead: the last ``VALID_FRACTION``
+(20 %, at least one track when there are two or more) of the train tracks
+sorted by name form ``valid``, the rest ``train``. See :func:`split_tracks`.
+
+Audio is decoded once per process (an LRU dict, bounded by
+``TOOLKIT_AUDIO_CACHE_MB``, default 2048) and, with ``cache_dir``, once per
+machine: a ``.npy`` per track keyed by its paths, sizes, mtimes and sample
+rate, memory-mapped on later loads so that later epochs read no mp4.
+
+For evaluation, :func:`iter_tracks` yields ``(name, full-track arrays)``; for
+training, :class:`MUSDBSegments` (registered as ``datasets.musdb``) yields
+segments.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import torch
+from einops import rearrange
+
+from . import registry
+from .errors import UserError
+
+STEMS = ("mixture", "drums", "bass", "other", "vocals")  # musdb stem_ids order
+SOURCES = ("drums", "bass", "other", "vocals")
+INSTRUMENTS = ("drums", "bass", "other")
+VALID_FRACTION = 0.2
+MUSDB_URL = "https://sigsep.github.io/datasets/musdb.html"
+SUBSETS = ("train", "test")
+
+
+# ---------------------------------------------------------------- roots
+
+def _expected(root: Path) -> str:
+    return (f"expected {root}/train/<track>/mixture.wav (+ drums.wav bass.wav other.wav vocals.wav, MUSDB18-HQ) "
+            f"or {root}/train/<track>.stem.mp4 files (MUSDB18); get MUSDB18 from {MUSDB_URL} "
+            f"or make a synthetic root with `toolkit data synth --out DIR`")
+
+
+def _wav_tracks(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "mixture.wav").exists())
+
+
+def _stem_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.endswith(".stem.mp4") and not p.name.startswith("."))
+
+
+def detect_is_wav(root) -> bool | None:
+    """True for MUSDB18-HQ wav folders, False for ``.stem.mp4`` files, None when neither is found.
+
+    A root holding both is read as wav (the uncompressed HQ version).
+    """
+    root = Path(root)
+    if any(_wav_tracks(root / s) for s in SUBSETS):
+        return True
+    if any(_stem_files(root / s) for s in SUBSETS):
+        return False
+    return None
+
+
+def resolve_root(root=None) -> Path:
+    """The MUSDB18 root: ``root``, else ``$MUSDB_PATH``; raises ``UserError`` unless it holds tracks."""
+    if root is None or str(root) == "":
+        root = os.environ.get("MUSDB_PATH")
+        if not root:
+            raise UserError("no MUSDB18 root given: pass the root folder or set MUSDB_PATH; "
+                            + _expected(Path("<root>")))
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise UserError(f"MUSDB18 root {path} does not exist or is not a folder; " + _expected(path))
+    if detect_is_wav(path) is None:
+        raise UserError(f"no MUSDB18 tracks under {path}; " + _expected(path))
+    return path
+
+
+# ---------------------------------------------------------------- DBs and splits
+
+def _musdb_validation_names() -> list[str]:
+    import musdb
+    import yaml
+
+    with open(Path(musdb.__path__[0]) / "configs" / "mus.yaml") as f:
+        return list(yaml.safe_load(f)["validation_tracks"])
+
+
+def split_tracks(names) -> tuple[list[str], list[str], str]:
+    """``(train_names, valid_names, rule)`` for the train subset's track names.
+
+    musdb's official split when any name is in its validation list; otherwise the
+    last 20 % of the names sorted (at least one when there are two or more) are valid.
+    """
+    names = list(names)
+    official = set(_musdb_validation_names())
+    if official & set(names):
+        return [n for n in names if n not in official], [n for n in names if n in official], "musdb's validation list"
+    ordered = sorted(names)
+    n_valid = max(1, round(VALID_FRACTION * len(ordered))) if len(ordered) >= 2 else 0
+    cut = len(ordered) - n_valid
+    return ordered[:cut], ordered[cut:], f"last {n_valid} of {len(ordered)} train tracks by name"
+
+
+def _check_wav_track(folder: Path) -> None:
+    """Every stem present and readable, with the mixture's length, rate and channels."""
+    reference = None
+    for stem in STEMS:
+        path = folder / f"{stem}.wav"
+        if not path.is_file():
+            raise UserError(f"{folder} lacks {stem}.wav; a MUSDB18-HQ track folder needs "
+                            f"{', '.join(s + '.wav' for s in STEMS)}")
+        try:
+            info = sf.info(str(path))
+        except (RuntimeError, sf.LibsndfileError) as exc:
+            raise UserError(f"cannot read {path} ({exc}); the file is truncated or corrupt: re-create or re-download it") from None
+        shape = (info.frames, info.samplerate, info.channels)
+        if reference is None:
+            reference = shape
+        elif shape != reference:
+            raise UserError(f"{path} has {shape[0]} frames, {shape[1]} Hz, {shape[2]} channels but mixture.wav has "
+                            f"{reference[0]}, {reference[1]} Hz, {reference[2]}; the file is truncated or corrupt: "
+                            f"re-create or re-download it")
+
+
+def open_db(root=None, subset: str = "train", split: str | None = None, is_wav: bool | None = None):
+    """A ``musdb.DB`` of one subset; ``split`` ('train'/'valid', train subset only) per :func:`split_tracks`.
+
+    Raises ``UserError`` for a bad root, an empty selection or an unreadable wav file.
+    """
+    import musdb
+
+    root = resolve_root(root)
+    if subset not in SUBSETS:
+        raise UserError(f"unknown MUSDB18 subset {subset!r}; choose one of {', '.join(SUBSETS)}")
+    if split not in (None, "train", "valid"):
+        raise UserError(f"unknown split {split!r}; choose 'train', 'valid' or none")
+    if split is not None and subset != "train":
+        raise UserError(f"split={split!r} applies to the train subset only, not {subset!r}; drop the split")
+    if is_wav is None:
+        is_wav = bool(detect_is_wav(root))
+    folder = root / subset
+    found = _wav_tracks(folder) if is_wav else _stem_files(folder)
+    kind = "<track>/mixture.wav folders" if is_wav else "<track>.stem.mp4 files"
+    if not found:
+        raise UserError(f"no tracks in {folder} (looked for {kind}); " + _expected(root))
+    if is_wav:
+        for track_folder in found:
+            _check_wav_track(track_folder)
+    try:
+        db = musdb.DB(root=str(root), subsets=subset, is_wav=is_wav)
+    except Exception as exc:  # ffprobe and friends: say where
+        raise UserError(f"cannot read the MUSDB18 tracks in {folder}: {exc}; check the files") from exc
+    db.tracks = [t for t in db.tracks if not t.name.startswith(".")]
+    if split is not None:
+        train, valid, rule = split_tracks([t.name for t in db.tracks])
+        keep = set(train if split == "train" else valid)
+        db.tracks = [t for t in db.tracks if t.name in keep]
+        if not db.tracks:
+            raise UserError(f"the {split!r} split of {folder} is empty ({rule}; {len(train) + len(valid)} tracks); "
+                            f"use split=None or add tracks")
+    return db
+
+
+@dataclass(frozen=True)
+class TrackRef:
+    """Where a track's audio lives (picklable, unlike musdb tracks with their ffprobe info)."""
+
+    name: str
+    subset: str
+    is_wav: bool
+    paths: tuple[str, ...]  # wav: one file per stem in STEMS order; mp4: the one .stem.mp4
+    frames: int  # at the native rate (mp4: from the container, decoders may differ by a few ms)
+    rate: int
+    channels: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.rate
+
+
+def track_ref(track) -> TrackRef:
+    """The :class:`TrackRef` of a ``musdb.MultiTrack`` (a ``TrackRef`` passes through)."""
+    if isinstance(track, TrackRef):
+        return track
+    if track.is_wav:
+        folder = Path(track.path).parent
+        paths = tuple(str(folder / f"{stem}.wav") for stem in STEMS)
+        info = sf.info(paths[0])
+        return TrackRef(track.name, track.subset, True, paths, int(info.frames), int(info.samplerate), int(info.channels))
+    return TrackRef(track.name, track.subset, False, (str(track.path),), int(track.samples), int(track.rate),
+                    int(track.info.channels(0)))
+
+
+# ---------------------------------------------------------------- audio cache
+
+_MEMORY: OrderedDict = OrderedDict()
+_MEMORY_ENTRIES = 256
+
+
+def _memory_budget() -> int:
+    return int(float(os.environ.get("TOOLKIT_AUDIO_CACHE_MB", "2048")) * 2**20)
+
+
+def clear_memory_cache() -> None:
+    """Forget decoded tracks held by this process (the on-disk cache stays)."""
+    _MEMORY.clear()
+
+
+def _cache_key(ref: TrackRef, sample_rate: int) -> tuple:
+    stats = []
+    for path in ref.paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            raise UserError(f"track file {path} disappeared; re-create the root or point to another one") from None
+        stats.append((path, st.st_size, st.st_mtime_ns))
+    return (tuple(stats), int(sample_rate))
+
+
+def _remember(key, stems: np.ndarray) -> None:
+    _MEMORY[key] = stems
+    _MEMORY.move_to_end(key)
+
+    def held():
+        return sum(a.nbytes for a in _MEMORY.values() if not isinstance(a, np.memmap))
+
+    while len(_MEMORY) > 1 and (len(_MEMORY) > _MEMORY_ENTRIES or held() > _memory_budget()):
+        _MEMORY.popitem(last=False)
+
+
+def track_stems(track, sample_rate: int | None = None, cache_dir=None) -> np.ndarray:
+    """All stems of a track, read-only: ``(5, samples, channels)`` float32 in ``STEMS`` order.
+
+    ``sample_rate=None`` keeps the file's rate; otherwise resampled (torchaudio).
+    """
+    ref = track_ref(track)
+    sample_rate = ref.rate if sample_rate is None else int(sample_rate)
+    key = _cache_key(ref, sample_rate)
+    if key in _MEMORY:
+        _MEMORY.move_to_end(key)
+        return _MEMORY[key]
+    disk = None
+    if cache_dir is not None:
+        digest = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
+        disk = Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', ref.name)[:80]}-{digest}.npy"
+        if disk.is_file():
+            try:
+                stems = np.load(disk, mmap_mode="r")
+                _remember(key, stems)
+                return stems
+            except (OSError, ValueError):
+                pass  # a damaged cache file: decode again and overwrite it
+    stems = _decode(ref)
+    if sample_rate != ref.rate:
+        stems = _resample(stems, ref.rate, sample_rate)
+    stems = np.ascontiguousarray(stems, dtype=np.float32)
+    stems.setflags(write=False)
+    if disk is not None:
+        _save_npy(disk, stems)
+    _remember(key, stems)
+    return stems
+
+
+def load_track(track, cache_dir=None, sample_rate: int | None = None) -> dict[str, np.ndarray]:
+    """``{mixture, drums, bass, other, vocals, instrumental, accompaniment}``, each ``(samples, channels)`` float32.
+
+    ``instrumental = drums + bass + other`` and ``accompaniment`` is the same array
+    (musdb's name). The five stems are read-only views into the cache.
+    """
+    stems = track_stems(track, sample_rate, cache_dir)
+    audio = dict(zip(STEMS, stems))
+    audio["instrumental"] = audio["drums"] + audio["bass"] + audio["other"]
+    audio["accompaniment"] = audio["instrumental"]
+    return audio
+
+
+def _decode(ref: TrackRef) -> np.ndarray:
+    """``(5, samples, channels)`` at the native rate."""
+    if ref.is_wav:
+        stems = []
+        for path in ref.paths:
+            try:
+                audio, _ = sf.read(path, dtype="float32", always_2d=True)
+            except (RuntimeError, sf.LibsndfileError) as exc:
+                raise UserError(f"cannot read {path} ({exc}); the file is truncated or corrupt: re-create or re-download it") from None
+            if stems and audio.shape != stems[0].shape:
+                raise UserError(f"{path} holds {audio.shape[0]} frames x {audio.shape[1]} channels but mixture.wav "
+                                f"{stems[0].shape[0]} x {stems[0].shape[1]}; the file is truncated or corrupt: re-create it")
+            stems.append(audio)
+        return np.stack(stems)
+    import stempeg
+
+    try:
+        stems, _ = stempeg.read_stems(ref.paths[0], dtype=np.float32, always_3d=True)
+    except Exception as exc:  # ffmpeg failures come in many types
+        raise UserError(f"cannot decode {ref.paths[0]} ({exc}); the file is truncated or corrupt: re-download it") from None
+    if stems.shape[0] < len(STEMS):
+        raise UserError(f"{ref.paths[0]} has {stems.shape[0]} streams, a MUSDB18 .stem.mp4 needs {len(STEMS)} "
+                        f"({', '.join(STEMS)})")
+    return stems[: len(STEMS)]
+
+
+def _resample(stems: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    import torchaudio.functional as AF
+
+    wave = torch.from_numpy(rearrange(np.ascontiguousarray(stems), "s t c -> (s c) t").copy())
+    out = AF.resample(wave, rate, sample_rate)
+    return rearrange(out.numpy(), "(s c) t -> s t c", s=stems.shape[0])
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def iter_tracks(root=None, subset: str = "test", split: str | None = None, is_wav: bool | None = None,
+                sample_rate: int | None = 44100, cache_dir=None, names=None) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """Yield ``(track name, load_track(...))`` for every track of a subset (or only ``names``), sorted by name.
+
+    Arrays are full tracks ``(samples, channels)`` at ``sample_rate`` (MUSDB18's
+    44100 by default; ``None`` keeps each file's rate). For evaluation.
+    """
+    db = open_db(root, subset, split, is_wav)
+    tracks = sorted(db.tracks, key=lambda t: t.name)
+    if names is not None:
+        wanted = set(names)
+        missing = wanted - {t.name for t in tracks}
+        if missing:
+            raise UserError(f"no track named {sorted(missing)[0]!r} in {subset}; known: {', '.join(t.name for t in tracks)}")
+        tracks = [t for t in tracks if t.name in wanted]
+    for track in tracks:
+        yield track.name, load_track(track, cache_dir, sample_rate)
+
+
+# ---------------------------------------------------------------- segments
+
+@registry.register("datasets", "musdb")
+class MUSDBSegments(torch.utils.data.Dataset):
+    """MUSDB18 segments as ``{mixture, instrumental, vocals}: (channels, samples)`` float32 tensors.
+
+    Training (``random_segments=True``): item ``i`` of epoch ``e`` is drawn from
+    ``numpy.random.default_rng([seed, e, i])``, a track uniformly, then a start
+    uniformly (with ``augment_remix`` each source from its own track and start,
+    as in Open-Unmix/Demucs), so items do not depend on worker order;
+    ``len == segments_per_epoch``; call :meth:`set_epoch` each epoch (with
+    non-persistent DataLoader workers, which copy the dataset anew each epoch).
+    Augmentations: per-source gain in [0.25, 1.25], per-source left/right swap.
+
+    Fixed (``random_segments=False``): segments tiling every track from its start,
+    the last one zero-padded (at most ``segments_per_epoch`` of them, evenly
+    spread, when that is set), or whole tracks when ``segment_seconds`` is None.
+
+    ``mixture`` is always ``instrumental + vocals`` computed from the (augmented)
+    sources, so the identity holds exactly. Mono is the mean of both channels;
+    stereo from mono files repeats the channel. ``split`` applies to the train
+    subset only and is ignored for ``subset="test"``.
+    """
+
+    def __init__(self, root=None, subset="train", split="train", is_wav=None, sample_rate=44100, channels=1,
+                 segment_seconds=3.0, segments_per_epoch=1000, random_segments=True, seed=0, augment_gain=False,
+                 augment_channel_swap=False, augment_remix=False, cache_dir=None):
+        if channels not in (1, 2):
+            raise UserError(f"datasets.musdb: channels must be 1 or 2, got {channels!r}")
+        if segment_seconds is None and random_segments:
+            raise UserError("datasets.musdb: random_segments needs segment_seconds; set one or use random_segments=False")
+        if segment_seconds is not None and segment_seconds <= 0:
+            raise UserError(f"datasets.musdb: segment_seconds must be positive, got {segment_seconds}")
+        if random_segments and (segments_per_epoch is None or segments_per_epoch < 1):
+            raise UserError(f"datasets.musdb: segments_per_epoch must be >= 1, got {segments_per_epoch}")
+        db = open_db(root, subset, split if subset == "train" else None, is_wav)
+        self.tracks = [track_ref(t) for t in db.tracks]
+        self.sample_rate = int(sample_rate)
+        self.channels = channels
+        self.segment = None if segment_seconds is None else int(round(segment_seconds * self.sample_rate))
+        self.segments_per_epoch = segments_per_epoch
+        self.random_segments = random_segments
+        self.seed = int(seed)
+        self.augment_gain = augment_gain
+        self.augment_channel_swap = augment_channel_swap
+        self.augment_remix = augment_remix
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
+        self.epoch = 0
+        # lengths at the target rate, as torchaudio's resample makes them
+        self.frames = [math.ceil(t.frames * self.sample_rate / t.rate) for t in self.tracks]
+        self.items = None if random_segments else self._fixed_items()
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tracks]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.segments_per_epoch if self.random_segments else len(self.items)
+
+    def _fixed_items(self) -> list[tuple[int, int]]:
+        if self.segment is None:
+            return [(t, 0) for t in range(len(self.tracks))]
+        items = [(t, start) for t, frames in enumerate(self.frames) for start in range(0, max(frames, 1), self.segment)]
+        if self.segments_per_epoch is not None and len(items) > self.segments_per_epoch:
+            keep = np.unique(np.linspace(0, len(items) - 1, self.segments_per_epoch).round().astype(int))
+            items = [items[k] for k in keep]
+        return items
+
+    def _random_pick(self, rng: np.random.Generator) -> tuple[int, int]:
+        track = int(rng.integers(len(self.tracks)))
+        return track, int(rng.integers(0, max(0, self.frames[track] - self.segment) + 1))
+
+    def _source(self, track: int, start: int, source: str) -> np.ndarray:
+        """``(samples, file channels)`` of one source, zero-padded to the segment length."""
+        stems = track_stems(self.tracks[track], self.sample_rate, self.cache_dir)
+        audio = stems[STEMS.index(source)]
+        if self.segment is None:
+            return np.array(audio, dtype=np.float32)
+        piece = np.zeros((self.segment, audio.shape[1]), dtype=np.float32)
+        part = audio[start:start + self.segment]
+        piece[: len(part)] = part
+        return piece
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.random_segments:
+            if self.augment_remix:
+                picks = [self._random_pick(rng) for _ in SOURCES]
+            else:
+                picks = [self._random_pick(rng)] * len(SOURCES)
+        else:
+            picks = [self.items[index]] * len(SOURCES)
+        sources = {name: self._source(track, start, name) for name, (track, start) in zip(SOURCES, picks)}
+        for name in SOURCES:
+            audio = sources[name]
+            if self.augment_channel_swap and audio.shape[1] == 2 and rng.random() < 0.5:
+                audio = audio[:, ::-1]
+            if self.augment_gain:
+                audio = audio * np.float32(rng.uniform(0.25, 1.25))
+            sources[name] = self._to_channels(audio)
+        instrumental = sources["drums"] + sources["bass"] + sources["other"]
+        vocals = sources["vocals"]
+        return {name: torch.from_numpy(np.ascontiguousarray(rearrange(x, "t c -> c t")))
+                for name, x in (("mixture", instrumental + vocals), ("instrumental", instrumental), ("vocals", vocals))}
+
+    def _to_channels(self, audio: np.ndarray) -> np.ndarray:
+        """``(samples, c) -> (samples, self.channels)``: mono is the channel mean, stereo repeats a mono file."""
+        if audio.shape[1] == self.channels:
+            return audio
+        if self.channels == 1:
+            return audio.mean(axis=1, keepdims=True, dtype=np.float32)
+        return np.repeat(audio[:, :1], self.channels, axis=1)
+
+
+# ---------------------------------------------------------------- description
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def describe_root(root=None, is_wav: bool | None = None):
+    """A rich ``Table``: per subset (and the train/valid split) tracks, duration, sample rates, channels."""
+    from rich.table import Table
+
+    root = resolve_root(root)
+    if is_wav is None:
+        is_wav = bool(detect_is_wav(root))
+    table = Table(title=f"{root} ({'MUSDB18-HQ wav' if is_wav else 'MUSDB18 .stem.mp4'})")
+    for column in ("subset", "split", "tracks", "duration", "shortest", "longest", "sample rate", "channels"):
+        table.add_column(column, justify="left" if column in ("subset", "split") else "right")
+    notes = []
+    for subset in SUBSETS:
+        try:
+            refs = [track_ref(t) for t in open_db(root, subset, None, is_wav).tracks]
+        except UserError as exc:
+            if not (root / subset).exists() or str(exc).startswith("no tracks in"):
+                table.add_row(subset, "all", "0", "-", "-", "-", "-", "-")
+                continue
+            raise
+        groups = [("all", refs)]
+        if subset == "train":
+            train, valid, rule = split_tracks([r.name for r in refs])
+            groups += [("train", [r for r in refs if r.name in set(train)]), ("valid", [r for r in refs if r.name in set(valid)])]
+            notes.append(f"valid split: {rule}")
+        for split, group in groups:
+            seconds = [r.seconds for r in group]
+            rates = sorted({r.rate for r in group})
+            channels = sorted({r.channels for r in group})
+            table.add_row(subset, split, str(len(group)), _clock(sum(seconds)) if group else "-",
+                          f"{min(seconds):.1f} s" if group else "-", f"{max(seconds):.1f} s" if group else "-",
+                          ", ".join(str(r) for r in rates) or "-", ", ".join(str(c) for c in channels) or "-")
+    table.caption = "; ".join(notes) or None
+    return table

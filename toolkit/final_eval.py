@@ -1,0 +1,47 @@
+"""End-of-run evaluation: separate and score the test set (and an unseen set) with museval."""
+from __future__ import annotations
+
+import json
+
+from rich.progress import Progress
+
+from .evaluate import evaluate_tracks, results_markdown, results_table, vocal_sdr_gain
+from .io_utils import atomic_write_text
+
+
+def final_evaluation(exp, built, ema_model, device, precision, out, console, data_root) -> dict:
+    from .data import open_db
+    from .separate import Engine, SeparationSettings, separate_array
+
+    settings = SeparationSettings(sampler=built.records["sampling"]["sampler"], steps=exp.sampling_steps,
+                                  sampler_options=dict(exp.sampler_options), post_filter=exp.post_filter,
+                                  segment_seconds=built.segment_seconds, seed=exp.seed)
+    engine = Engine(ema_model, built.diffusion, built.transform, sample_rate=built.sample_rate,
+                    channels=built.channels, device=device, precision=precision, settings=settings)
+
+    def separate(mixture, rate, track):
+        return separate_array(engine, mixture, rate)
+
+    results = {}
+    sets = [("test", data_root)]
+    unseen = exp.unseen_root()
+    if unseen is not None:
+        sets.append(("unseen", unseen))
+    for key, root in sets:
+        db = open_db(root, "test")
+        tracks = list(db.tracks)[: exp.evaluation_tracks or None]
+        with Progress(console=console) as bar:
+            task = bar.add_task(f"evaluate {key}", total=len(tracks))
+            res = evaluate_tracks(tracks, separate, out / "eval" / key,
+                                  progress=lambda i, n, name: bar.update(task, completed=i))
+        res["vocal_sdr_gain"] = vocal_sdr_gain(res)
+        res["rtf"] = res["seconds_separation"] / max(1e-9, res["seconds_audio"])
+        results[key] = res
+        console.print(results_table(res, title=f"{key} set: median over frames, then tracks (dB)"))
+        if res["vocal_sdr_gain"] is not None:
+            console.print(f"[bold]{key}: vocal SDR gain over the mixture baseline {res['vocal_sdr_gain']:+.2f} dB[/] "
+                          f"({len(tracks)} tracks, separation {res['rtf']:.2f} s per s of audio)")
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+    md = "\n".join(f"## {k}\n\n{results_markdown(v)}" for k, v in results.items())
+    atomic_write_text(out / "results.md", md)
+    return results

@@ -1,0 +1,49 @@
+"""The conditional denoiser and the epsilon view that samplers see.
+
+Conditioning is by channel concatenation: the backbone reads
+``[x_t, mixture]`` (batch, 2*channels, freq, frames) and predicts, in the
+diffusion's parameterisation (eps, x0 or v), the instrumental part
+(batch, channels, freq, frames). Samplers always get epsilon: the conversion
+happens in :func:`epsilon_fn`, so third-party samplers work with every target.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .precision import autocast
+
+
+class Denoiser(nn.Module):
+    """``net(x_t, t, cond) -> raw prediction``; the diffusion process is not inside."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x_t, cond], dim=1)
+        if x.device.type == "cpu" or x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x, t)
+
+
+def raw_fn(net: nn.Module, device: torch.device, precision: str):
+    """``(x_t, t, cond) -> raw prediction`` in float32, under the precision policy."""
+
+    def fn(x_t, t, cond):
+        with autocast(device, precision):
+            out = net(x_t, t, cond)
+        return out.float()
+
+    return fn
+
+
+def epsilon_fn(net: nn.Module, diffusion, device: torch.device, precision: str):
+    """``model_fn(x_t, t, cond) -> epsilon`` for the sampler contract."""
+    raw = raw_fn(net, device, precision)
+
+    def model_fn(x_t, t, cond):
+        return diffusion.to_eps(x_t, t, raw(x_t, t, cond))
+
+    return model_fn

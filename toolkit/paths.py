@@ -1,0 +1,23 @@
+"""Output locations checked before any work starts."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+
+def check_writable_dir(path: Path, flag: str = "--out") -> Path:
+    """Create ``path`` if needed and prove it is writable; one-line UserError otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path}: is a file, not a folder; choose another {flag}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: cannot write there ({exc.strerror or exc}); choose a writable folder") from exc
+    return path

@@ -1,0 +1,176 @@
+"""Chunked separation of whole tracks with overlap-add, in bounded memory.
+
+A track is cut, at its own sample rate, into segments of the model's
+training length with overlap; each segment is resampled to the model's rate,
+mixed to its channels, separated, and brought back; segments are recombined
+by a windowed overlap-add normalised by the summed window (as Asteroid's
+``LambdaOverlapAdd`` and Demucs' ``apply_model`` do). Only the instrumental
+is estimated: vocals = mixture - instrumental at the input's own rate, so
+the two outputs always sum to the input.
+
+Peak memory depends on the segment and batch size, never on the track
+length: :func:`separate_file` streams from and to disk.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from . import registry
+from .audio import resample
+from .model import epsilon_fn
+from .signal import instrumental_to_vocals, post_filter as apply_post_filter
+
+POST_FILTERS = ("none", "soft", "wiener")
+
+
+@dataclass
+class SeparationSettings:
+    sampler: str = "ddim"
+    steps: int | None = 50
+    sampler_options: dict = field(default_factory=dict)
+    post_filter: str = "none"
+    segment_seconds: float = 3.0
+    overlap: float = 0.25
+    batch_size: int = 4
+    seed: int = 0
+
+
+def ola_window(length: int) -> torch.Tensor:
+    """Hann window floored at 1e-3 so the normalising sum never vanishes: (length,)."""
+    return torch.hann_window(length, periodic=False, dtype=torch.float64).clamp_min(1e-3).float()
+
+
+class Engine:
+    """Separates batches of model-rate segments: (n, channels, samples) -> instrumental (same)."""
+
+    def __init__(self, net, diffusion, transform, *, sample_rate: int, channels: int, device, precision: str,
+                 settings: SeparationSettings):
+        self.net = net.eval()
+        self.diffusion = diffusion
+        self.transform = transform
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self.device = device
+        self.precision = precision
+        self.settings = settings
+        self.sampler = registry.get("samplers", settings.sampler)
+        self.model_fn = epsilon_fn(self.net, diffusion, device, precision)
+
+    @torch.inference_mode()
+    def instrumental(self, mixture: torch.Tensor, seeds: list[int], progress: Callable | None = None) -> torch.Tensor:
+        """mixture: (n, channels, samples) at the model rate -> instrumental (n, channels, samples)."""
+        s = self.settings
+        mixture = mixture.to(self.device, torch.float32)
+        cond, state = self.transform.encode(mixture)
+        noise = torch.stack([
+            torch.randn(cond.shape[1:], generator=torch.Generator().manual_seed(int(seed)))
+            for seed in seeds
+        ]).to(self.device)
+        generator = torch.Generator(device=self.device).manual_seed(int(seeds[0]) + 7919)
+        kwargs = dict(cond=cond, steps=s.steps, generator=generator)
+        if progress is not None:
+            kwargs["callback"] = progress
+        x0 = self.sampler(self.model_fn, self.diffusion, noise, **kwargs, **s.sampler_options)
+        mix_stft = self.transform.stft(mixture)
+        mix_mag = mix_stft.abs()
+        inst_mag = self.transform.magnitude(x0.float().clamp(-1, 1), state)
+        voc_mag, inst_mag = instrumental_to_vocals(mix_mag, inst_mag)
+        _, inst_stft = apply_post_filter(mix_stft, voc_mag, inst_mag, kind=s.post_filter)
+        return self.transform.istft(inst_stft, mixture.shape[-1])
+
+
+def chunk_starts(total: int, segment: int, hop: int) -> list[int]:
+    """Start offsets covering [0, total) with segments of ``segment`` every ``hop``."""
+    if total <= segment:
+        return [0]
+    n = math.ceil((total - segment) / hop) + 1
+    return [k * hop for k in range(n)]
+
+
+def separate_stream(engine: Engine, read: Callable[[int, int], np.ndarray], total: int, sample_rate: int,
+                    on_chunk: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, instrumental_block (channels, n))`` finalised blocks in order.
+
+    ``read(start, n) -> (channels, n)`` float32 audio at ``sample_rate`` (zero
+    beyond the end). The blocks tile [0, total) exactly.
+    """
+    s = engine.settings
+    segment = max(1, int(round(s.segment_seconds * sample_rate)))
+    hop = max(1, int(round(segment * (1.0 - s.overlap))))
+    starts = chunk_starts(total, segment, hop)
+    window = ola_window(segment).numpy() if len(starts) > 1 else np.ones(segment, np.float32)
+    acc = wsum = None
+    acc_start = 0
+    for b in range(0, len(starts), s.batch_size):
+        batch_starts = starts[b:b + s.batch_size]
+        chunks = np.stack([read(st, segment) for st in batch_starts])  # (n, channels_in, segment)
+        inst = _separate_chunks(engine, chunks, sample_rate, [s.seed * 1_000_003 + b + i for i in range(len(batch_starts))])
+        for i, st in enumerate(batch_starts):
+            if acc is None:
+                acc = np.zeros((chunks.shape[1], 0), np.float64)
+                wsum = np.zeros(0, np.float64)
+            need = st + segment - acc_start
+            if acc.shape[1] < need:
+                acc = np.pad(acc, ((0, 0), (0, need - acc.shape[1])))
+                wsum = np.pad(wsum, (0, need - wsum.shape[0]))
+            off = st - acc_start
+            acc[:, off:off + segment] += inst[i] * window
+            wsum[off:off + segment] += window
+            k = b + i
+            final_until = min(total, starts[k + 1]) if k + 1 < len(starts) else total
+            n_final = final_until - acc_start
+            if n_final > 0:
+                block = (acc[:, :n_final] / wsum[:n_final]).astype(np.float32)
+                yield acc_start, block
+                acc = acc[:, n_final:]
+                wsum = wsum[n_final:]
+                acc_start = final_until
+            if on_chunk:
+                on_chunk(k + 1, len(starts))
+
+
+def _separate_chunks(engine: Engine, chunks: np.ndarray, sample_rate: int, seeds: list[int]) -> np.ndarray:
+    """chunks: (n, channels_in, segment) at ``sample_rate`` -> instrumental, same shape."""
+    n, c_in, length = chunks.shape
+    x = torch.from_numpy(np.ascontiguousarray(chunks, dtype=np.float32))
+    x = resample(x, sample_rate, engine.sample_rate)
+    if engine.channels == 1:
+        items = rearrange(x, "n c s -> (n c) 1 s")
+        item_seeds = [sd * 16 + ch for sd in seeds for ch in range(c_in)]
+    elif c_in == engine.channels:
+        items, item_seeds = x, seeds
+    else:  # e.g. mono input, stereo model: duplicate, then average back
+        items, item_seeds = x.mean(1, keepdim=True).expand(-1, engine.channels, -1).contiguous(), seeds
+    out = engine.instrumental(items, item_seeds).float().cpu()
+    if engine.channels == 1:
+        out = rearrange(out, "(n c) 1 s -> n c s", n=n)
+    elif c_in != engine.channels:
+        out = out.mean(1, keepdim=True).expand(-1, c_in, -1)
+    out = resample(out, engine.sample_rate, sample_rate)
+    if out.shape[-1] < length:
+        out = torch.nn.functional.pad(out, (0, length - out.shape[-1]))
+    return out[..., :length].numpy()
+
+
+def separate_array(engine: Engine, mixture: np.ndarray, sample_rate: int, on_chunk=None) -> tuple[np.ndarray, np.ndarray]:
+    """mixture: (channels, samples) float32 -> (vocals, instrumental), both (channels, samples)."""
+    mixture = np.asarray(mixture, dtype=np.float32)
+    total = mixture.shape[1]
+
+    def read(start, n):
+        block = mixture[:, start:start + n]
+        if block.shape[1] < n:
+            block = np.pad(block, ((0, 0), (0, n - block.shape[1])))
+        return block
+
+    instrumental = np.zeros_like(mixture)
+    for start, block in separate_stream(engine, read, total, sample_rate, on_chunk):
+        instrumental[:, start:start + block.shape[1]] = block
+    vocals = mixture - instrumental
+    return vocals, instrumental

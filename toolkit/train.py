@@ -1,0 +1,356 @@
+"""The training loop: AdamW, cosine LR with warm-up, clipping, AMP, EMA, exact resume.
+
+Determinism: the model initialisation, every (t, noise) draw and every data
+segment come from the config's seed; the noise generator's state, the other
+RNG states, optimizer, scheduler and EMA live in the checkpoint, and data
+item ``g`` (global index ``step * batch + j``) depends only on ``(seed, g)``.
+A run killed at any point and resumed therefore reproduces the uninterrupted
+run step by step.
+"""
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+
+import gin
+import numpy as np
+import torch
+
+from .errors import Interrupted, UserError
+
+
+@gin.configurable
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping settings of a run (bind with ``TrainConfig.x = ...``)."""
+
+    batch_size: int = 8
+    steps: int = 1000
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    betas: tuple = (0.9, 0.999)
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    precision: str = "auto"
+    device: str = "auto"
+    ema_decay: float = 0.999
+    checkpoint_every: int = 500
+    keep_last: int = 3
+    validate_every: int = 0
+    validation_segments: int = 4
+    max_nonfinite: int = 5
+    channels_last: bool = True
+    compile: bool = False
+    num_workers: int = 0
+    max_minutes: float | None = None
+    log_every: int = 10
+    threads: int | None = None
+
+    def check(self) -> None:
+        for name in ("batch_size", "steps", "grad_accum", "keep_last", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise UserError(f"TrainConfig.{name} = {getattr(self, name)} must be >= 1")
+        for name in ("checkpoint_every", "validate_every", "warmup_steps", "max_nonfinite", "num_workers"):
+            if int(getattr(self, name)) < 0:
+                raise UserError(f"TrainConfig.{name} = {getattr(self, name)} must be >= 0")
+        if not self.lr > 0:
+            raise UserError(f"TrainConfig.lr = {self.lr} must be > 0")
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"] = list(d["betas"])
+        return d
+
+
+def cosine_with_warmup(warmup: int, total: int, min_ratio: float):
+    """LR multiplier: linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total``."""
+
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def rng_state(noise_gen: torch.Generator) -> dict:
+    """All RNG states in plain types/tensors (``weights_only``-loadable)."""
+    np_state = np.random.get_state()
+    state = {
+        "python": _to_plain(random.getstate()),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "noise": noise_gen.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, noise_gen: torch.Generator) -> None:
+    random.setstate(_to_tuple(state["python"]))
+    np_state = state["numpy"]
+    np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
+    torch.set_rng_state(state["torch"])
+    noise_gen.set_state(state["noise"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_plain(x):
+    return [_to_plain(v) for v in x] if isinstance(x, tuple) else x
+
+
+def _to_tuple(x):
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, list) else x
+
+
+class StopSignals:
+    """Turns SIGINT/SIGTERM into a flag checked between steps (state is saved, then exit 130/143)."""
+
+    def __init__(self):
+        self.code = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            try:
+                self._old[sig] = signal.signal(sig, self._handler(code))
+            except ValueError:  # not in the main thread
+                pass
+        return self
+
+    def _handler(self, code):
+        def handle(signum, frame):
+            if self.code is not None:  # second signal: stop now
+                raise KeyboardInterrupt
+            self.code = code
+
+        return handle
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+    def check(self, what: str):
+        if self.code is not None:
+            raise Interrupted(self.code, what)
+
+
+def batch_indices(step: int, batch_size: int) -> list[int]:
+    return [step * batch_size + j for j in range(batch_size)]
+
+
+class Timer:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def minutes(self) -> float:
+        return (time.perf_counter() - self.start) / 60.0
+
+
+def field_names() -> list[str]:
+    return [f.name for f in TrainConfig.__dataclass_fields__.values()]
+
+
+__all__ = ["TrainConfig", "cosine_with_warmup", "rng_state", "set_rng_state", "StopSignals", "batch_indices", "Timer", "field"]
+
+
+class Trainer:
+    """Runs the optimisation of one experiment into ``run_dir``; resumable bit for bit."""
+
+    def __init__(self, *, net, diffusion, transform, loss_fn, train_set, valid_set, cfg: TrainConfig, seed: int,
+                 run_dir, meta: dict, logger, device, precision: str, console, validate_fn=None):
+        from pathlib import Path
+
+        from .ema import EMA
+
+        self.net, self.diffusion, self.transform, self.loss_fn = net, diffusion, transform, loss_fn
+        self.train_set, self.valid_set = train_set, valid_set
+        self.cfg, self.seed, self.meta = cfg, seed, meta
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.logger, self.device, self.precision, self.console = logger, device, precision, console
+        self.validate_fn = validate_fn
+        if cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.ema = EMA(self.net, cfg.ema_decay)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, cosine_with_warmup(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=(precision == "fp16" and device.type == "cuda"))
+        self.noise_gen = torch.Generator().manual_seed(seed * 7 + 1)
+        self.step = 0
+        self.best_sdr = -float("inf")
+        self.nonfinite_run = 0
+        self.history: list[float] = []
+        self.train_fn = self.net
+        if cfg.compile:
+            self.train_fn = torch.compile(self.net)
+
+    # -- state -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        from . import __version__
+
+        return {
+            "model": self.net.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "best_sdr": self.best_sdr,
+            "rng": rng_state(self.noise_gen),
+            "config": self.meta["operative_config"],
+            "version": __version__,
+            "meta": {k: v for k, v in self.meta.items() if k != "operative_config"},
+            "history": list(self.history),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            self.net.load_state_dict(state["model"])
+            self.ema.load_state_dict(state["ema"])
+        except RuntimeError as exc:
+            raise UserError(f"checkpoint does not fit this configuration ({str(exc).splitlines()[0][:200]}); "
+                            "resume with the gin settings the run was started with") from exc
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.best_sdr = float(state.get("best_sdr", -float("inf")))
+        self.history = list(state.get("history", []))
+        set_rng_state(state["rng"], self.noise_gen)
+
+    def save(self) -> None:
+        from . import checkpoint
+
+        checkpoint.save(self.state_dict(), self.ckpt_dir, self.step, keep_last=self.cfg.keep_last)
+
+    # -- one step --------------------------------------------------------------------------------------
+    def batch(self, step: int, micro: int) -> dict:
+        from .data_index import fetch
+
+        g0 = (step * self.cfg.grad_accum + micro) * self.cfg.batch_size
+        items = [fetch(self.train_set, g0 + j) for j in range(self.cfg.batch_size)]
+        return {k: torch.stack([it[k] for it in items]).to(self.device) for k in ("mixture", "instrumental", "vocals")}
+
+    def micro_step(self, batch: dict):
+        from .model import raw_fn
+
+        tr = self.transform
+        with torch.no_grad():
+            cond, state = tr.encode(batch["mixture"])
+            x0 = tr.encode_with(batch["instrumental"], state)
+            vocals = tr.encode_with(batch["vocals"], state)
+        t = torch.randint(0, self.diffusion.num_timesteps, (x0.shape[0],), generator=self.noise_gen).to(self.device)
+        noise = torch.randn(x0.shape, generator=self.noise_gen).to(self.device)
+
+        def to_vocals(x0_hat, cond_):
+            mix_mag = tr.magnitude(cond_, state)
+            inst_mag = tr.magnitude(x0_hat.clamp(-1, 1), state)
+            return tr.normalize(torch.clamp(mix_mag - inst_mag, min=0.0), state)
+
+        return self.loss_fn(raw_fn(self.train_fn, self.device, self.precision), self.diffusion, x0, cond, vocals,
+                            t=t, noise=noise, to_vocals=to_vocals)
+
+    def train_step(self) -> dict | None:
+        cfg = self.cfg
+        self.opt.zero_grad(set_to_none=True)
+        parts_sum: dict[str, float] = {}
+        for micro in range(cfg.grad_accum):
+            batch = self.batch(self.step, micro)
+            try:
+                loss, parts = self.micro_step(batch)
+            except FloatingPointError as exc:
+                return self._nonfinite(str(exc))
+            self.scaler.scale(loss / cfg.grad_accum).backward()
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
+        self.scaler.unscale_(self.opt)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(grad_norm):
+            self.opt.zero_grad(set_to_none=True)
+            return self._nonfinite(f"non-finite gradient norm ({float(grad_norm)})")
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        self.ema.update(self.net)
+        self.nonfinite_run = 0
+        self.step += 1
+        parts_sum["grad_norm"] = float(grad_norm)
+        parts_sum["lr"] = self.opt.param_groups[0]["lr"]
+        self.history.append(parts_sum.get("total", float("nan")))
+        return parts_sum
+
+    def _nonfinite(self, why: str):
+        self.nonfinite_run += 1
+        self.console.print(f"[yellow]step {self.step}: {why}; step skipped ({self.nonfinite_run}/{self.cfg.max_nonfinite})")
+        if self.nonfinite_run > self.cfg.max_nonfinite:
+            last = self.ckpt_dir / "last.pt"
+            raise UserError(f"training diverged: non-finite loss at step {self.step} for {self.nonfinite_run} steps in a row "
+                            f"({why}); lower TrainConfig.lr or enable clipping; last good checkpoint: {last}")
+        # keep the noise stream in step with an uninterrupted run: this step's draws are consumed
+        self.step += 1
+        self.sched.step()
+        return None
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def fit(self, stop: StopSignals) -> dict:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        cfg = self.cfg
+        timer = Timer()
+        start_step = self.step
+        seg = 0
+        last_parts: dict = {}
+        budget_hit = False
+        columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=self.console, transient=False, disable=not self.console.is_terminal and False) as bar:
+            task = bar.add_task("train", total=cfg.steps, completed=self.step, info="")
+            t_last = time.perf_counter()
+            while self.step < cfg.steps:
+                stop.check(f"stopped at step {self.step}; checkpoint saved, continue with --resume")
+                parts = self.train_step()
+                seg += cfg.batch_size * cfg.grad_accum
+                if parts is not None:
+                    last_parts = parts
+                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        now = time.perf_counter()
+                        rate = seg / max(1e-9, now - t_last)
+                        t_last, seg = now, 0
+                        self.logger.scalars({**{f"loss/{k}": v for k, v in parts.items() if k not in ("lr", "grad_norm")},
+                                             "train/lr": parts["lr"], "train/grad_norm": parts["grad_norm"],
+                                             "train/segments_per_s": rate}, self.step)
+                    bar.update(task, completed=self.step,
+                               info=f"loss {parts.get('total', float('nan')):.4f} lr {parts['lr']:.2e}")
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save()
+                if cfg.validate_every and self.validate_fn and self.step % cfg.validate_every == 0:
+                    self.validate()
+                if cfg.max_minutes and timer.minutes() >= cfg.max_minutes and self.step < cfg.steps:
+                    budget_hit = True
+                    self.console.print(f"[yellow]time budget of {cfg.max_minutes} min reached at step {self.step}/{cfg.steps}")
+                    break
+        self.save()
+        return {"steps": self.step, "steps_this_session": self.step - start_step, "minutes": timer.minutes(),
+                "budget_hit": budget_hit, "last": last_parts}
+
+    def validate(self) -> float:
+        from . import checkpoint
+
+        sdr = float(self.validate_fn(self.ema.model, self.step, self.logger))
+        self.logger.scalars({"valid/vocals_SDR": sdr}, self.step)
+        if sdr > self.best_sdr:
+            self.best_sdr = sdr
+            self.save()
+            checkpoint.save_copy(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt")
+        return sdr
