@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -47,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == f"toolkit.commands.{name}":
                 continue  # not built yet
             raise
-        module.add_parser(sub, parent)
+        if len(inspect.signature(module.add_parser).parameters) >= 2:
+            module.add_parser(sub, parent)
+        else:
+            module.add_parser(sub)
     return parser
 
 

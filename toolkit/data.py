@@ -498,13 +498,10 @@ def describe_root(root=None, is_wav: bool | None = None):
         table.add_column(column, justify="left" if column in ("subset", "split") else "right")
     notes = []
     for subset in SUBSETS:
-        try:
-            refs = [track_ref(t) for t in open_db(root, subset, None, is_wav).tracks]
-        except UserError as exc:
-            if not (root / subset).exists() or str(exc).startswith("no tracks in"):
-                table.add_row(subset, "all", "0", "-", "-", "-", "-", "-")
-                continue
-            raise
+        if not (_wav_tracks(root / subset) if is_wav else _stem_files(root / subset)):
+            table.add_row(subset, "all", "0", "-", "-", "-", "-", "-")
+            continue
+        refs = [track_ref(t) for t in open_db(root, subset, None, is_wav).tracks]
         groups = [("all", refs)]
         if subset == "train":
             train, valid, rule = split_tracks([r.name for r in refs])

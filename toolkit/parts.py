@@ -17,9 +17,17 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):
         return value
+    for kind in (bool, int, float, str):  # subclasses (TorchVersion, numpy scalars) -> plain types
+        if isinstance(value, kind):
+            return kind(value)
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
     return str(value)
+
+
+plain = _plain
 
 
 def bindings_of(kind: str, name: str) -> dict:

@@ -68,7 +68,7 @@ def machine_info(device: torch.device | None = None, precision: str | None = Non
         "native_bf16": cpu_has_native_bf16(),
         "threads": torch.get_num_threads(),
         "cores": os.cpu_count(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "device": str(device),
     }
     try:

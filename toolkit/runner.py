@@ -68,7 +68,8 @@ class Built:
             if for_training else (None, None)
         self.sample_rate = int(self.train_set.sample_rate)
         self.channels = int(self.train_set.channels)
-        self.segment_seconds = float(self.train_set.segment_seconds)
+        ts = self.train_set
+        self.segment_seconds = float(getattr(ts, "segment_seconds", None) or ts.segment / ts.sample_rate)
         self.data_root = data_root
         self.transform, self.records["transform"] = parts.build("transforms", exp.transform)
         backbone, self.records["backbone"] = parts.build("backbones", exp.backbone,
@@ -200,7 +201,7 @@ def print_summary(console: Console, summary: dict) -> None:
              f"{summary['machine']['cpu_capability']} ({summary['precision']})",
              f"checkpoint  {Path(summary['run_dir']) / 'checkpoints' / 'last.pt'}"]
     ev = summary.get("evaluation") or {}
-    for key, label in (("test", "synthetic test"), ("unseen", "unseen generator")):
+    for key, label in (("test", "test set"), ("unseen", "unseen set")):
         if key in ev and ev[key].get("vocal_sdr_gain") is not None:
             lines.append(f"{label:<12}vocal SDR {ev[key]['model']['vocals']['SDR']:+.2f} dB, "
                          f"gain over mixture {ev[key]['vocal_sdr_gain']:+.2f} dB")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import Interrupted, UserError
+from .parts import plain
 
 
 @gin.configurable
@@ -209,7 +210,7 @@ class Trainer:
             "rng": rng_state(self.noise_gen),
             "config": self.meta["operative_config"],
             "version": __version__,
-            "meta": {k: v for k, v in self.meta.items() if k != "operative_config"},
+            "meta": plain({k: v for k, v in self.meta.items() if k != "operative_config"}),
             "history": list(self.history),
         }
 

@@ -1,0 +1,86 @@
+"""``toolkit data synth`` (write a synthetic MUSDB18-HQ tree) and ``toolkit data info`` (describe a root)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .. import synth
+from ..data import describe_root
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("data", help="make or inspect MUSDB18 roots",
+                                   description="Make a synthetic MUSDB18-HQ root or describe an existing root.")
+    parser.set_defaults(func=lambda args: _usage(parser))
+    commands = parser.add_subparsers(dest="data_command", metavar="{synth,info}")
+
+    p = commands.add_parser(
+        "synth", help="write a synthetic MUSDB18-HQ tree (music-like stems that sum to the mixture)",
+        description="Write DIR/train/<track>/{mixture,drums,bass,other,vocals}.wav and DIR/test/... "
+                    "Deterministic: the same arguments give byte-identical files. Re-running with the same "
+                    "arguments completes an interrupted tree; other arguments need another --out.")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="new or empty folder (or an earlier tree made with the same arguments)")
+    p.add_argument("--tracks", type=int, default=4, metavar="N", help="train tracks (default 4)")
+    p.add_argument("--test-tracks", type=int, default=None, metavar="N", help="test tracks (default max(1, tracks // 2))")
+    p.add_argument("--seconds", type=float, default=8.0, metavar="S", help="length of each track (default 8)")
+    p.add_argument("--sample-rate", type=int, default=44100, metavar="SR", help="default 44100")
+    p.add_argument("--seed", type=int, default=0, metavar="K", help="default 0")
+    p.add_argument("--style", choices=synth.STYLES, default="default",
+                   help="'alt' draws other voices and instruments, for evaluation on unseen material")
+    p.add_argument("--subtype", choices=synth.SUBTYPES, default="FLOAT", help="WAV sample format (default FLOAT)")
+    p.set_defaults(func=run_synth)
+
+    p = commands.add_parser("info", help="describe a MUSDB18 root: tracks, durations, rates, splits",
+                            description="Describe a MUSDB18 / MUSDB18-HQ root (ROOT, else $MUSDB_PATH).")
+    p.add_argument("root", nargs="?", default=None, metavar="ROOT")
+    p.set_defaults(func=run_info)
+    return parser
+
+
+def run(args) -> int:
+    """Dispatch to the chosen ``data`` sub-command."""
+    return args.func(args)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_usage()
+    Console(stderr=True).print("choose a data command: synth or info")
+    return 2
+
+
+def run_synth(args) -> int:
+    out: Path = args.out
+    before = _track_count(out)
+    with Progress(TextColumn("[bold]synth[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(str(out), total=None)
+
+        def advance(done: int, total: int, name: str) -> None:
+            progress.update(task, completed=done, total=total, description=name)
+
+        synth.synthesize(out, tracks=args.tracks, seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed,
+                         test_tracks=args.test_tracks, style=args.style, subtype=args.subtype, progress=advance)
+    train, test = _track_count(out)
+    written = train + test - sum(before)
+    if written == 0:
+        print(f"{out} already holds these {train} train + {test} test tracks; nothing to do")
+    else:
+        print(f"wrote {written} tracks to {out} ({train} train + {test} test, {args.seconds:g} s, "
+              f"{args.sample_rate} Hz, style {args.style}); use it as a MUSDB18-HQ root: toolkit data info {out}")
+    return 0
+
+
+def _track_count(out: Path) -> tuple[int, int]:
+    def count(split):
+        folder = out / split
+        return sum(1 for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else 0
+
+    return count("train"), count("test")
+
+
+def run_info(args) -> int:
+    Console().print(describe_root(args.root))
+    return 0
