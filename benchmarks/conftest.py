@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ import pytest
 import torch
 
 from toolkit import registry
+from toolkit.diffusion import GaussianDiffusion
+from toolkit.model import Denoiser
 from toolkit.precision import machine_info as toolkit_machine_info, resolve_device, resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,6 +96,9 @@ class Sizes:
     backbone: dict
     sampler_backbone: dict  # the untrained model timed by the DDIM vs DDPM benchmark
     sampling_steps: int  # DDIM steps the separation benchmark uses (the experiment's own)
+    transform: dict  # the stft_normalizer's keyword arguments
+    schedule: str
+    prediction: str
     clip_seconds: float = 10.0
     num_timesteps: int = 1000
     matmul_size: int = 2048
@@ -114,18 +120,21 @@ def sizes_for(full: bool) -> Sizes:
     # DDPM-1000 with the quickstart U-Net takes ~1 min on 2 cores: a 16-channel U-Net of the same shape keeps
     # the sampler comparison (same loop, same segment) to seconds.
     sampler_backbone = dict(backbone) if full else {**backbone, "base_channels": 16}
-    stft = _prefixed(values, "transforms.stft_normalizer.")
     return Sizes(
         mode="full" if full else "quick",
         experiment=str(path.relative_to(REPO)),
         sample_rate=int(values["SAMPLE_RATE"]),
-        n_fft=int(stft["n_fft"]),
-        hop_length=int(stft["hop_length"]),
+        n_fft=int(values["transforms.stft_normalizer.n_fft"]),
+        hop_length=int(values["transforms.stft_normalizer.hop_length"]),
         segment_seconds=float(values["SEGMENT_SECONDS"]),
         batch_size=int(values["BATCH_SIZE"]),
         backbone=backbone,
         sampler_backbone=sampler_backbone,
         sampling_steps=int(values.get("SAMPLING_STEPS", 50)),
+        transform=_prefixed(values, "transforms.stft_normalizer."),
+        schedule=str(values.get("SCHEDULE", "cosine")),
+        prediction=str(values.get("PREDICTION", "eps")),
+        num_timesteps=int(values.get("Experiment.num_timesteps", 1000)),
         matmul_size=4096 if full else 2048,
     )
 
@@ -172,6 +181,26 @@ def make_backbone(device):
     return make
 
 
+@pytest.fixture(scope="session")
+def make_denoiser(make_backbone, device):
+    """``make_denoiser(kwargs) -> Denoiser`` for inference, laid out as ``Separator.from_checkpoint`` does."""
+
+    def make(kwargs: dict, seed: int = 0):
+        net = Denoiser(make_backbone(kwargs, seed)).eval()
+        if device.type in ("cpu", "cuda"):
+            net = net.to(memory_format=torch.channels_last)
+        return net
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def diffusion(sizes) -> GaussianDiffusion:
+    """The experiment's schedule and prediction over its number of timesteps."""
+    betas = registry.get("schedules", sizes.schedule)(sizes.num_timesteps)
+    return GaussianDiffusion(betas, prediction=sizes.prediction)
+
+
 def pytest_runtest_logreport(report):
     if report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
@@ -183,6 +212,7 @@ def pytest_runtest_logreport(report):
 def pytest_configure(config):
     if hasattr(config.option, "benchmark_json") and config.option.benchmark_json is None:
         RESULTS.mkdir(parents=True, exist_ok=True)
+        RAW_JSON.unlink(missing_ok=True)  # a stale file from an aborted run must not be reported as this one
         config.option.benchmark_json = RAW_JSON
 
 
@@ -201,6 +231,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 def _report_module():
     spec = importlib.util.spec_from_file_location("benchmarks_report", Path(__file__).with_name("report.py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -146,17 +146,18 @@ def test_is_fast_enough():
 
 
 @pytest.mark.skipif(not (REPO / "toolkit" / "cli.py").exists(), reason="toolkit/cli.py not written yet")
-def test_cli_synth_and_info(tmp_path):
+def test_cli_synth_and_info(tmp_path, capsys):
+    from toolkit.cli import main
+
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "toolkit.cli", "data", "synth", "--out", str(out), "--tracks", "1", "--seconds", "0.5"]
-    first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    argv = ["data", "synth", "--out", str(out), "--tracks", "1", "--seconds", "0.5"]
+    first = subprocess.run([sys.executable, "-m", "toolkit.cli", *argv], capture_output=True, text=True, cwd=REPO)
     assert first.returncode == 0, first.stderr
     assert "wrote 2 tracks" in first.stdout
-    second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    assert second.returncode == 0 and "nothing to do" in second.stdout
-    clash = subprocess.run(cmd[:-1] + ["0.75"], capture_output=True, text=True, cwd=REPO)
-    assert clash.returncode == 2 and "other arguments" in clash.stderr
-    info = subprocess.run([sys.executable, "-m", "toolkit.cli", "data", "info", str(out)], capture_output=True, text=True,
-                          cwd=REPO, env={**__import__("os").environ, "COLUMNS": "200"})
-    assert info.returncode == 0, info.stderr
-    assert "MUSDB18-HQ wav" in info.stdout and "valid" in info.stdout
+    assert main(argv) == 0 and "nothing to do" in capsys.readouterr().out
+    assert main(argv[:-1] + ["0.75"]) == 2
+    error = capsys.readouterr().err
+    assert "other arguments" in error and len(error.strip().splitlines()) == 1
+    assert main(["data", "info", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "MUSDB18-HQ wav" in shown and "valid" in shown

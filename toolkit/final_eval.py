@@ -9,7 +9,7 @@ from .evaluate import evaluate_tracks, results_markdown, results_table, vocal_sd
 from .io_utils import atomic_write_text
 
 
-def final_evaluation(exp, built, ema_model, device, precision, out, console, data_root) -> dict:
+def final_evaluation(exp, built, ema_model, device, precision, out, console, data_root, stop=None) -> dict:
     from .data import open_db
     from .separate import Engine, SeparationSettings, separate_array
 
@@ -20,6 +20,8 @@ def final_evaluation(exp, built, ema_model, device, precision, out, console, dat
                     channels=built.channels, device=device, precision=precision, settings=settings)
 
     def separate(mixture, rate, track):
+        if stop is not None:
+            stop.check("evaluation stopped; finished tracks are kept and skipped when it is run again")
         return separate_array(engine, mixture, rate)
 
     results = {}

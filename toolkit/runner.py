@@ -20,7 +20,7 @@ from rich.panel import Panel
 
 from . import checkpoint, config, parts, registry
 from .diffusion import GaussianDiffusion
-from .errors import UserError
+from .errors import Interrupted, UserError
 from .io_utils import atomic_write_text
 from .logger import MultiLogger, NullLogger
 from .model import Denoiser
@@ -99,7 +99,12 @@ def make_loggers(exp, run_dir: Path, rank: int):
 
 
 def run(files, bindings=(), plugins=(), out=None, resume=False, console: Console | None = None) -> dict:
-    console = console or Console()
+    """Parse, build, train and evaluate; SIGINT/SIGTERM at any stage end with a saved state (exit 130/143)."""
+    with StopSignals() as stop:
+        return _run(stop, files, bindings, plugins, out, resume, console or Console())
+
+
+def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     config.parse(files, bindings, plugins)
     exp = build_experiment()
     out = Path(out) if out else default_out_dir(str(files[0]))
@@ -166,22 +171,24 @@ def run(files, bindings=(), plugins=(), out=None, resume=False, console: Console
         console.print(f"resumed from {path} at step {trainer.step}")
     summary = {"run_dir": str(out), "machine": info, "precision": precision, "parameters": n_params}
     try:
-        with StopSignals() as stop:
-            trainer.stop = stop
-            fit = trainer.fit(stop)
-    except BaseException:
-        if rank == 0 and trainer.step > 0:
+        fit = trainer.fit(stop)
+    except (Interrupted, KeyboardInterrupt):
+        if rank == 0:
             try:
                 trainer.save()
             except Exception:
                 pass
         logger.close()
         raise
+    except BaseException:
+        logger.close()
+        raise
     summary["training"] = fit
     if exp.final_evaluation and rank == 0:
         from .final_eval import final_evaluation
 
-        summary["evaluation"] = final_evaluation(exp, built, trainer.ema.model, device, precision, out, console, data_root)
+        summary["evaluation"] = final_evaluation(exp, built, trainer.ema.model, device, precision, out, console, data_root,
+                                                 stop=stop)
     logger.close()
     if rank == 0:
         atomic_write_text(out / "run.json", json.dumps(summary, indent=2, default=str))

@@ -10,6 +10,7 @@ run step by step.
 from __future__ import annotations
 
 import math
+import warnings
 import random
 import signal
 import time
@@ -296,11 +297,14 @@ class Trainer:
         self.console.print(f"[yellow]step {self.step}: {why}; step skipped ({self.nonfinite_run}/{self.cfg.max_nonfinite})")
         if self.nonfinite_run > self.cfg.max_nonfinite:
             last = self.ckpt_dir / "last.pt"
+            kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
             raise UserError(f"training diverged: non-finite loss at step {self.step} for {self.nonfinite_run} steps in a row "
-                            f"({why}); lower TrainConfig.lr or enable clipping; last good checkpoint: {last}")
-        # keep the noise stream in step with an uninterrupted run: this step's draws are consumed
+                            f"({why}); lower TrainConfig.lr or enable clipping; {kept}")
+        # keep the step count, LR and noise stream in step with an uninterrupted run: this step's draws are consumed
         self.step += 1
-        self.sched.step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": intended for a skipped step
+            self.sched.step()
         return None
 
     # -- the loop --------------------------------------------------------------------------------------

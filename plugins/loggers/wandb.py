@@ -34,4 +34,4 @@ class WandbLogger(NullLogger):
         self.run.log({tag: self.wandb.Image(figure)}, step=step)
 
     def close(self):
-        self.run.finish(quiet=True)
+        self.run.finish()

@@ -11,14 +11,16 @@ from .. import synth
 from ..data import describe_root
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers, parent: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """Add ``data`` with ``synth`` and ``info``; ``parent`` carries the CLI's common options (--plugin, --debug)."""
+    parents = [parent] if parent is not None else []
     parser = subparsers.add_parser("data", help="make or inspect MUSDB18 roots",
                                    description="Make a synthetic MUSDB18-HQ root or describe an existing root.")
     parser.set_defaults(func=lambda args: _usage(parser))
     commands = parser.add_subparsers(dest="data_command", metavar="{synth,info}")
 
     p = commands.add_parser(
-        "synth", help="write a synthetic MUSDB18-HQ tree (music-like stems that sum to the mixture)",
+        "synth", parents=parents, help="write a synthetic MUSDB18-HQ tree (music-like stems that sum to the mixture)",
         description="Write DIR/train/<track>/{mixture,drums,bass,other,vocals}.wav and DIR/test/... "
                     "Deterministic: the same arguments give byte-identical files. Re-running with the same "
                     "arguments completes an interrupted tree; other arguments need another --out.")
@@ -33,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--subtype", choices=synth.SUBTYPES, default="FLOAT", help="WAV sample format (default FLOAT)")
     p.set_defaults(func=run_synth)
 
-    p = commands.add_parser("info", help="describe a MUSDB18 root: tracks, durations, rates, splits",
+    p = commands.add_parser("info", parents=parents, help="describe a MUSDB18 root: tracks, durations, rates, splits",
                             description="Describe a MUSDB18 / MUSDB18-HQ root (ROOT, else $MUSDB_PATH).")
     p.add_argument("root", nargs="?", default=None, metavar="ROOT")
     p.set_defaults(func=run_info)

@@ -1,0 +1,152 @@
+"""Training runs: every experiment builds and trains a tiny step; exact resume; safety."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gin
+import pytest
+import torch
+
+from conftest import REPO, assert_one_line_error, run_cli
+
+EXPERIMENTS = sorted((REPO / "experiments").glob("*.gin"))
+TINY = REPO / "tests" / "tiny.gin"
+RUNNABLE = [e for e in EXPERIMENTS if not e.name.startswith("ablation")]
+
+
+@pytest.mark.parametrize("gin_file", EXPERIMENTS, ids=lambda p: p.name)
+def test_every_experiment_parses_and_builds(gin_file):
+    from toolkit import config
+    from toolkit.runner import build_experiment
+
+    config.parse([gin_file])
+    try:
+        exp = build_experiment()
+        assert exp.train.steps >= 1
+    finally:
+        gin.clear_config()
+
+
+@pytest.mark.parametrize("gin_file", RUNNABLE, ids=lambda p: p.name)
+def test_every_experiment_trains_a_tiny_run(gin_file, tmp_path):
+    out = tmp_path / "run"
+    run_cli("run", gin_file, TINY, "--out", out, check=0)
+    for name in ("operative_config.gin", "config.gin", "run.json", "checkpoints/last.pt", "checkpoints/step_4.pt"):
+        assert (out / name).is_file(), name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    for key in ("model", "ema", "optimizer", "scheduler", "step", "rng", "config", "version"):
+        assert key in state
+    assert state["step"] == 4
+    assert "Experiment.prediction" in state["config"]
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def _max_rel_diff(a, b):
+    return max(((a[k].float() - b[k].float()).abs().max() / (b[k].float().abs().max() + 1e-12)).item() for k in a)
+
+
+def test_sigkill_and_resume_matches_uninterrupted(tmp_path):
+    args = ["--gin_param", "TRAIN_STEPS=10", "--gin_param", "CHECKPOINT_EVERY=1"]
+    ref = tmp_path / "ref"
+    run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, *args, "--out", ref, check=0)
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "toolkit.cli", "run", str(REPO / "experiments" / "quickstart.gin"), str(TINY), *args, "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoints" / "step_4.pt").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "checkpoints" / "step_10.pt").exists(), "the run finished before it could be killed"
+    run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, *args, "--out", out, "--resume", check=0)
+    a, b = torch.load(out / "checkpoints" / "last.pt", weights_only=True), torch.load(ref / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 10
+    assert a["history"] == pytest.approx(b["history"], rel=1e-5)
+    assert _max_rel_diff(a["model"], b["model"]) < 1e-5
+    assert _max_rel_diff(a["ema"]["model"], b["ema"]["model"]) < 1e-5
+
+
+def test_used_out_dir_without_resume_exits_2_and_changes_nothing(tmp_path):
+    out = tmp_path / "run"
+    run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, "--out", out, check=0)
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in out.rglob("*") if p.is_file()}
+    p = run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, "--out", out)
+    assert_one_line_error(p, 2, "--resume")
+    after = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in out.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "toolkit.cli", "run", str(REPO / "experiments" / "quickstart.gin"), str(TINY),
+           "--gin_param", "TRAIN_STEPS=100000", "--gin_param", "CHECKPOINT_EVERY=1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoints" / "step_1.pt").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] >= 1
+    assert "Traceback" not in err and "--resume" in err
+
+
+def test_validation_logs_audio_and_images(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, "--gin_param", "VALIDATE_EVERY=2", "--out", out, check=0)
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"audio": 0, "images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert "loss/total" in tags["scalars"] and "valid/vocals_SDR" in tags["scalars"]
+    assert any("vocals_estimate" in t for t in tags["audio"])
+    assert any("spectrograms" in t for t in tags["images"])
+    assert (out / "checkpoints" / "best.pt").is_file()
+
+
+NAN_LOSS = '''
+import torch
+from toolkit import registry
+
+@registry.register("losses", "always_nan")
+class AlwaysNaN:
+    """A loss that is always NaN (tests the divergence guard)."""
+    def __call__(self, net, diffusion, x0, cond, vocals, *, t, noise, to_vocals=None):
+        raise FloatingPointError("non-finite loss (total=nan)")
+'''
+
+
+def test_nonfinite_loss_stops_with_clear_error(tmp_path):
+    plugin = tmp_path / "nan_loss.py"
+    plugin.write_text(NAN_LOSS)
+    p = run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, "--plugin", plugin,
+                "--gin_param", "Experiment.loss='always_nan'", "--gin_param", "TrainConfig.max_nonfinite=2",
+                "--out", tmp_path / "run")
+    assert_one_line_error(p, 2, "diverged")
+
+
+def test_wandb_offline_files(tmp_path):
+    out = tmp_path / "run"
+    run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, "--gin_param", "Experiment.loggers=['tensorboard', 'wandb']",
+            "--out", out, check=0, env={"WANDB_MODE": "offline"})
+    assert list((out / "wandb").glob("offline-run-*")), list(out.rglob("*"))[:20]
+
+
+def test_bad_values_are_one_line_errors(tmp_path):
+    q = REPO / "experiments" / "quickstart.gin"
+    for binding, needle in (("SAMPLING_STEPS=5000", "SAMPLING_STEPS"), ("SAMPLING_STEPS=0", "SAMPLING_STEPS"),
+                            ("PREDICTION='z'", "PREDICTION"), ("BATCH_SIZE=0", "batch_size"),
+                            ("SCHEDULE='cosin'", "did you mean 'cosine'")):
+        p = run_cli("run", q, TINY, "--gin_param", binding, "--out", tmp_path / "x")
+        assert_one_line_error(p, 2, needle)
+        assert not (tmp_path / "x").exists()

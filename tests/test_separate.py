@@ -1,0 +1,142 @@
+"""Separation of real files: formats kept, outputs sum to the input, chunking, determinism, API."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import CLIP, REPO, SHARED, assert_one_line_error, run_cli
+
+TINY = REPO / "tests" / "tiny.gin"
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sep") / "run"
+    run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, "--out", out, check=0,
+            env={"TOOLKIT_CACHE": str(tmp_path_factory.getbasetemp() / "toolkit-cache")})
+    return out / "checkpoints" / "last.pt"
+
+
+def _song(rate, channels, seconds=1.3, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    x = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * rng.standard_normal(t.shape)
+    return np.stack([x * (0.8 + 0.2 * c) for c in range(channels)]).astype(np.float32)
+
+
+CASES = [("wav", "PCM_16", 44100, 2), ("wav", "FLOAT", 22050, 1), ("wav", "PCM_16", 48000, 1),
+         ("flac", "PCM_16", 48000, 2), ("flac", "PCM_24", 22050, 2), ("wav", "PCM_24", 44100, 1)]
+
+
+@pytest.mark.parametrize("ext,subtype,rate,channels", CASES)
+def test_separate_keeps_format_and_sums_to_input(checkpoint, tmp_path, ext, subtype, rate, channels):
+    song = tmp_path / f"song.{ext}"
+    sf.write(song, _song(rate, channels).T, rate, subtype=subtype)
+    out = tmp_path / "out"
+    run_cli("separate", song, "--checkpoint", checkpoint, "--out", out, "--format", ext, check=0)
+    mix, _ = sf.read(song, dtype="float64", always_2d=True)
+    info_in = sf.info(song)
+    total = 0
+    for name in ("vocals", "instrumental"):
+        path = out / "song" / f"{name}.{ext}"
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.frames, info.subtype) == (rate, channels, info_in.frames, subtype)
+        data, _ = sf.read(path, dtype="float64", always_2d=True)
+        total = total + data
+    tol = 1e-5 if subtype == "FLOAT" else 2.0 / 2 ** (int(subtype[4:]) - 1)
+    assert np.abs(total - mix).max() <= tol
+    assert not list((out / "song").glob(".*tmp*"))
+
+
+def test_same_seed_same_files_and_api_matches_cli(checkpoint, tmp_path):
+    from toolkit import Separator
+
+    song = tmp_path / "a.wav"
+    audio = _song(22050, 2, seconds=2.5, seed=3)
+    sf.write(song, audio.T, 22050, subtype="FLOAT")
+    for out in ("o1", "o2"):
+        run_cli("separate", song, "--checkpoint", checkpoint, "--out", tmp_path / out, "--seed", "7", check=0)
+    for name in ("vocals.wav", "instrumental.wav"):  # float WAV headers carry a write-time PEAK stamp: compare samples
+        a, _ = sf.read(tmp_path / "o1/a" / name, dtype="float32")
+        b, _ = sf.read(tmp_path / "o2/a" / name, dtype="float32")
+        assert np.array_equal(a, b)
+    sep = Separator.from_checkpoint(checkpoint, seed=7)
+    vocals, inst = sep(torch.from_numpy(audio), 22050)
+    cli_inst, _ = sf.read(tmp_path / "o1/a/instrumental.wav", dtype="float32", always_2d=True)
+    assert np.abs(inst.numpy() - cli_inst.T).max() < 1e-5
+    assert torch.allclose(vocals + inst, torch.from_numpy(audio), atol=1e-6)
+
+
+def test_chunked_matches_unchunked_away_from_seams(checkpoint):
+    from toolkit import Separator
+
+    audio = _song(22050, 1, seconds=0.5, seed=1)
+    whole = Separator.from_checkpoint(checkpoint, seed=0, segment=0.5)
+    v1, i1 = whole(audio, 22050)
+    # the same input inside a longer, chunked call: the first segment is the same chunk
+    longer = np.concatenate([audio, _song(22050, 1, seconds=1.0, seed=2)], axis=1)
+    chunked = Separator.from_checkpoint(checkpoint, seed=0, segment=0.5, overlap=0.0)
+    v2, i2 = chunked(longer, 22050)
+    # batch composition changes bf16 rounding slightly; the chunk itself is the same
+    assert torch.allclose(i1, i2[:, : audio.shape[1]], atol=2e-3)
+
+
+def test_folder_input_and_progress(checkpoint, tmp_path):
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    for i in range(2):
+        sf.write(folder / f"s{i}.wav", _song(22050, 1, seed=i).T, 22050)
+    run_cli("separate", folder, "--checkpoint", checkpoint, "--out", tmp_path / "o", check=0)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["s0", "s1"]
+
+
+def test_silence_and_one_sample(checkpoint, tmp_path):
+    for name, audio in (("silence", np.zeros((2, 22050), np.float32)), ("one", np.array([[0.5]], np.float32))):
+        sf.write(tmp_path / f"{name}.wav", audio.T, 22050, subtype="FLOAT")
+        run_cli("separate", tmp_path / f"{name}.wav", "--checkpoint", checkpoint, "--out", tmp_path / "o", check=0)
+        v, _ = sf.read(tmp_path / "o" / name / "vocals.wav", always_2d=True)
+        i, _ = sf.read(tmp_path / "o" / name / "instrumental.wav", always_2d=True)
+        assert v.shape == audio.T.shape and np.isfinite(v).all() and np.allclose(v + i, audio.T, atol=1e-6)
+
+
+def test_separate_bad_inputs(checkpoint, tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("not audio at all")
+    (tmp_path / "nofiles").mkdir()
+    for bad, needle in ((tmp_path / "missing.wav", "no such"), (tmp_path / "empty.wav", "empty"),
+                        (tmp_path / "text.wav", "not a readable audio file"), (tmp_path / "nofiles", "no audio")):
+        p = run_cli("separate", bad, "--checkpoint", checkpoint, "--out", tmp_path / "o")
+        assert_one_line_error(p, 2, needle)
+    good = tmp_path / "g.wav"
+    sf.write(good, _song(22050, 1).T, 22050)
+    for ckpt in (tmp_path / "none.pt", good):
+        assert_one_line_error(run_cli("separate", good, "--checkpoint", ckpt, "--out", tmp_path / "o"), 2, "checkpoint")
+    assert_one_line_error(run_cli("separate", good, "--checkpoint", checkpoint, "--steps", "0", "--out", tmp_path / "o"), 2, "--steps")
+    assert_one_line_error(run_cli("separate", good, "--checkpoint", checkpoint, "--segment", "0.001", "--out", tmp_path / "o"), 2, "--segment")
+    assert not (tmp_path / "o" / "g").exists()
+
+
+@pytest.mark.skipif(not CLIP.exists(), reason=f"shared MUSDB18 clip not found at {CLIP}")
+def test_evaluate_estimates_reproduces_museval_reference(tmp_path):
+    import musdb
+
+    track = musdb.DB(root=str(CLIP), subsets="train").tracks[0]
+    np.random.seed(0)
+    voc = np.random.random(track.audio.shape)
+    acc = np.random.random(track.audio.shape)
+    folder = tmp_path / "est" / "train" / track.name
+    folder.mkdir(parents=True)
+    sf.write(folder / "vocals.wav", voc, track.rate, subtype="DOUBLE")
+    sf.write(folder / "accompaniment.wav", acc, track.rate, subtype="DOUBLE")
+    run_cli("evaluate", "--estimates", tmp_path / "est", "--root", CLIP, "--subset", "train", "--no-baseline", check=0)
+    ours = json.loads((tmp_path / "est" / "scores" / "train" / f"{track.name}.json").read_text())
+    ref = json.loads((SHARED / "museval-reference-80s-rock.json").read_text())
+    for t_ours, t_ref in zip(ours["targets"], ref["targets"]):
+        assert t_ours["name"] == t_ref["name"]
+        assert len(t_ours["frames"]) == len(t_ref["frames"])
+        for f_ours, f_ref in zip(t_ours["frames"], t_ref["frames"]):
+            for metric in ("SDR", "SIR", "SAR", "ISR"):
+                assert np.allclose(f_ours["metrics"][metric], f_ref["metrics"][metric], atol=0.1), (metric, f_ours, f_ref)
