@@ -94,6 +94,15 @@ def test_empty_subset_is_a_user_error(root, tmp_path):
     assert str(only_train / "test") in _one_line(exc)
 
 
+def test_folders_that_are_not_tracks_are_ignored(root, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "test", copy / "test")
+    (copy / "test" / "notes").mkdir()
+    (copy / "test" / "notes" / "readme.txt").write_text("not a track")
+    (copy / "test" / ".synth-tmp-x").mkdir()
+    assert [t.name for t in data.open_db(copy, "test").tracks] == ["synth_test_000"]
+
+
 @pytest.mark.parametrize("keep_bytes", [20, None])
 def test_truncated_wav_is_a_user_error_naming_the_file(root, tmp_path, keep_bytes):
     broken = tmp_path / "broken"

@@ -121,6 +121,10 @@ def split_tracks(names) -> tuple[list[str], list[str], str]:
     return ordered[:cut], ordered[cut:], f"last {n_valid} of {len(ordered)} train tracks by name"
 
 
+def _corrupt(path, exc) -> str:
+    return f"cannot read {path} ({exc}); the file is truncated or corrupt: re-create or re-download it"
+
+
 def _check_wav_track(folder: Path) -> None:
     """Every stem present and readable, with the mixture's length, rate and channels."""
     reference = None
@@ -132,7 +136,7 @@ def _check_wav_track(folder: Path) -> None:
         try:
             info = sf.info(str(path))
         except (RuntimeError, sf.LibsndfileError) as exc:
-            raise UserError(f"cannot read {path} ({exc}); the file is truncated or corrupt: re-create or re-download it") from None
+            raise UserError(_corrupt(path, exc)) from None
         shape = (info.frames, info.samplerate, info.channels)
         if reference is None:
             reference = shape
@@ -170,7 +174,9 @@ def open_db(root=None, subset: str = "train", split: str | None = None, is_wav: 
         db = musdb.DB(root=str(root), subsets=subset, is_wav=is_wav)
     except Exception as exc:  # ffprobe and friends: say where
         raise UserError(f"cannot read the MUSDB18 tracks in {folder}: {exc}; check the files") from exc
-    db.tracks = [t for t in db.tracks if not t.name.startswith(".")]
+    # musdb also walks nested folders and takes every folder for a track: keep the ones checked above
+    names = {p.name if is_wav else p.name[: -len(".stem.mp4")] for p in found}
+    db.tracks = [t for t in db.tracks if t.name in names]
     if split is not None:
         train, valid, rule = split_tracks([t.name for t in db.tracks])
         keep = set(train if split == "train" else valid)
@@ -302,7 +308,7 @@ def _decode(ref: TrackRef) -> np.ndarray:
             try:
                 audio, _ = sf.read(path, dtype="float32", always_2d=True)
             except (RuntimeError, sf.LibsndfileError) as exc:
-                raise UserError(f"cannot read {path} ({exc}); the file is truncated or corrupt: re-create or re-download it") from None
+                raise UserError(_corrupt(path, exc)) from None
             if stems and audio.shape != stems[0].shape:
                 raise UserError(f"{path} holds {audio.shape[0]} frames x {audio.shape[1]} channels but mixture.wav "
                                 f"{stems[0].shape[0]} x {stems[0].shape[1]}; the file is truncated or corrupt: re-create it")

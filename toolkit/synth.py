@@ -137,8 +137,8 @@ def _manifest(tracks, seconds, sample_rate, seed, test_tracks, style, subtype) -
         seconds = float(seconds)
     except (TypeError, ValueError):
         raise UserError(f"synth: seconds must be a number, got {seconds!r}") from None
-    if not 0.25 <= seconds <= 1200:
-        raise UserError(f"synth: seconds must be between 0.25 and 1200, got {seconds}")
+    if not 0.25 <= seconds <= 600:  # rendering holds ~0.8 GB per minute of 44.1 kHz audio
+        raise UserError(f"synth: seconds must be between 0.25 and 600, got {seconds}")
     if style not in STYLES:
         raise UserError(f"synth: unknown style {style!r}; choose one of {', '.join(STYLES)}")
     if subtype not in SUBTYPES:
@@ -427,7 +427,8 @@ def _drum_kit(rng, sr: int, style: str) -> dict[str, np.ndarray]:
         hat = _filter(rng.standard_normal(len(t)), sr, low=rng.uniform(6500, 9000), order=4)
         kit["hat"] = hat * np.exp(-t / rng.uniform(0.015, 0.04))
         t = seconds(1.2)
-        kit["open"] = _filter(rng.standard_normal(len(t)), sr, low=rng.uniform(5000, 7000), order=4) * np.exp(-t / rng.uniform(0.2, 0.45))
+        open_hat = _filter(rng.standard_normal(len(t)), sr, low=rng.uniform(5000, 7000), order=4)
+        kit["open"] = open_hat * np.exp(-t / rng.uniform(0.2, 0.45))
     else:
         t = seconds(0.9)
         f_hi, f_lo = rng.uniform(60, 95), rng.uniform(36, 50)
@@ -527,7 +528,7 @@ def _bass(rng, song: _Song, style: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- other (chords)
 
-def _voicing(song: _Song, pcs: np.ndarray, low: int, high: int, voices: int, previous: float) -> np.ndarray:
+def _voicing(pcs: np.ndarray, low: int, high: int, voices: int, previous: float) -> np.ndarray:
     """MIDI notes of a chord in [low, high]: ``voices`` notes nearest the previous voicing's centre."""
     candidates = np.array([m for m in range(low, high + 1) if m % 12 in set(pcs.tolist())])
     order = np.argsort(np.abs(candidates - previous), kind="stable")
@@ -555,7 +556,10 @@ def _chord_layer(rng, song: _Song, instrument: str) -> np.ndarray:
     center = float(rng.uniform(58, 66))
     out = np.zeros((song.n, 2))
     if instrument in ("piano", "guitar", "fm_ep"):
-        rhythms = [[0, 6, 8, 14], [0, 4, 8, 12], [0, 3, 6, 10, 12], [0, 8]] if instrument != "fm_ep" else [list(range(0, 16, 2)), list(range(16))]
+        if instrument == "fm_ep":
+            rhythms = [list(range(0, 16, 2)), list(range(16))]
+        else:
+            rhythms = [[0, 6, 8, 14], [0, 4, 8, 12], [0, 3, 6, 10, 12], [0, 8]]
         hits = rhythms[rng.integers(len(rhythms))]
     else:
         hits = [0]  # sustained: one hit per chord
@@ -567,10 +571,11 @@ def _chord_layer(rng, song: _Song, instrument: str) -> np.ndarray:
         coeffs = k ** -1.0 * np.abs(np.sin(np.pi * k * pluck))
         decay, bright = rng.uniform(1.5, 4.0), rng.uniform(0.8, 2.5)
     elif instrument == "organ":
-        drawbars = rng.uniform(0.0, 1.0, size=8) * (rng.random(8) < 0.7)
-        drawbars[0] = max(drawbars[0], 0.5)
+        # nine drawbars: 16', 8', 5 1/3', 4', 2 2/3', 2', 1 3/5', 1 1/3', 1' = harmonics 1-4, 6, 8, 10, 12, 16 of f0 / 2
+        drawbars = rng.uniform(0.0, 1.0, size=9) * (rng.random(9) < 0.7)
+        drawbars[1] = max(drawbars[1], 0.5)
         coeffs = np.zeros(16)
-        coeffs[[0, 1, 2, 3, 5, 7, 9, 15][: len(drawbars)]] = drawbars
+        coeffs[[0, 1, 2, 3, 5, 7, 9, 11, 15]] = drawbars
     pans = rng.uniform(-0.6, 0.6, size=6)
     voices = int(rng.integers(3, 5)) if instrument != "guitar" else 5
     previous = center
@@ -578,7 +583,7 @@ def _chord_layer(rng, song: _Song, instrument: str) -> np.ndarray:
         if start >= song.seconds:
             break
         end = song.chord_starts[index + 1] if index + 1 < len(song.chord_starts) else start + 4 * song.beat
-        chord = _voicing(song, song.chord_pcs(index), 45 if instrument == "guitar" else 50, 79, voices, previous)
+        chord = _voicing(song.chord_pcs(index), 45 if instrument == "guitar" else 50, 79, voices, previous)
         previous = float(chord.mean())
         bar_hits = [start + h * step for h in hits if start + h * step < end]
         for hit_index, t in enumerate(bar_hits):
@@ -678,6 +683,8 @@ def _melody(rng, song: _Song, center: int) -> list[_Note]:
             notes.append(_Note(t, duration * song.beat, int(pitches[index]), vowel))
             position += duration
         position += float(rng.choice([1.0, 1.5, 2.0, 3.0]))  # breath between phrases
+    if not notes:  # a track shorter than the pickup still gets a voice
+        notes.append(_Note(0.0, song.seconds, int(pitches[index]), int(rng.integers(vowels))))
     return notes
 
 
@@ -696,24 +703,27 @@ def _formant_gain(freqs: np.ndarray, formants: np.ndarray, bandwidths: np.ndarra
 
 
 def _stft_filter(x: np.ndarray, gains: Callable[[np.ndarray, np.ndarray], np.ndarray], sr: int,
-                 n_fft: int = 1024, hop: int = 256) -> np.ndarray:
+                 n_fft: int = 1024, hop: int = 256, chunk: int = 2048) -> np.ndarray:
     """Time-varying filtering by per-frame spectral gains (weighted overlap-add).
 
     ``gains(frame_times_s: (frames,), freqs: (bins,)) -> (frames, bins)``; ``x: (samples,)``.
+    Frames are processed ``chunk`` at a time so long tracks need little memory.
     """
     padded = np.pad(x, (n_fft, n_fft + hop - len(x) % hop))
     frames = sliding_window_view(padded, n_fft)[::hop]
     window = np.hanning(n_fft + 1)[:-1]
-    times = (np.arange(len(frames)) * hop + n_fft // 2 - n_fft) / sr
-    spectrum = np.fft.rfft(frames * window, axis=1) * gains(times, np.fft.rfftfreq(n_fft, 1 / sr))
-    shaped = np.fft.irfft(spectrum, n_fft, axis=1) * window
+    freqs = np.fft.rfftfreq(n_fft, 1 / sr)
     overlap = n_fft // hop
     blocks = np.zeros((len(frames) + overlap - 1, hop))
-    pieces = shaped.reshape(len(frames), overlap, hop)
-    for r in range(overlap):
-        blocks[r:r + len(frames)] += pieces[:, r]
+    for first in range(0, len(frames), chunk):
+        part = frames[first:first + chunk]
+        times = (np.arange(first, first + len(part)) * hop + n_fft // 2 - n_fft) / sr
+        shaped = np.fft.irfft(np.fft.rfft(part * window, axis=1) * gains(times, freqs), n_fft, axis=1) * window
+        pieces = shaped.reshape(len(part), overlap, hop)
+        for r in range(overlap):
+            blocks[first + r:first + r + len(part)] += pieces[:, r]
     norm = np.sum(window.reshape(overlap, hop) ** 2, axis=0)  # constant for hann at hop n/4
-    return (blocks.reshape(-1) / np.tile(norm, len(blocks)))[n_fft:n_fft + len(x)]
+    return (blocks / norm).reshape(-1)[n_fft:n_fft + len(x)]
 
 
 def _vocals(rng, song: _Song, style: str, room: np.ndarray) -> np.ndarray:
@@ -772,12 +782,14 @@ def _vocals(rng, song: _Song, style: str, room: np.ndarray) -> np.ndarray:
     table = table * rng.uniform(0.96, 1.04, size=table.shape)
     bandwidths = (_BANDWIDTHS_FEMALE if female else _BANDWIDTHS_MALE) * rng.uniform(0.8, 1.3)
     vowel_of = np.array([note.vowel for note in notes])
+    # formant tracks on a 5.8 ms grid: each syllable's vowel, smoothed over ~30 ms
+    grid = np.arange(-0.05, song.seconds + 0.05, 256 / sr)
+    held = table[vowel_of[np.clip(np.searchsorted(starts, grid, side="right") - 1, 0, len(notes) - 1)]]
+    kernel = np.hanning(9)[1:-1]
+    tracks = [np.convolve(np.pad(f, 3, mode="edge"), kernel / kernel.sum(), mode="valid") for f in held.T]
 
     def gains(times, freqs):
-        idx = np.clip(np.searchsorted(starts, times, side="right") - 1, 0, len(notes) - 1)
-        formants = table[vowel_of[idx]]
-        kernel = np.hanning(9)[1:-1]
-        formants = np.stack([np.convolve(np.pad(f, 3, mode="edge"), kernel / kernel.sum(), mode="valid") for f in formants.T], axis=1)
+        formants = np.stack([np.interp(times, grid, f) for f in tracks], axis=1)
         gain = _formant_gain(freqs, formants, np.broadcast_to(bandwidths, formants.shape))
         # a -40 dB floor keeps the voice's upper partials and breath above F5, as in real singing
         return gain / gain.max(axis=1, keepdims=True) + 0.01
@@ -788,9 +800,9 @@ def _vocals(rng, song: _Song, style: str, room: np.ndarray) -> np.ndarray:
     # consonants at some syllable onsets: fricatives (s, sh, f) and plosive bursts
     for note in notes:
         kind = rng.random()
-        if kind > 0.45:
+        if kind > 0.35:
             continue
-        if kind < 0.3:
+        if kind < 0.22:
             length = rng.uniform(0.05, 0.11)
             low, high = [(4000, 9000), (2000, 6000), (1500, 8000)][rng.integers(3)]
             local = np.arange(int(length * sr)) / sr
@@ -805,7 +817,7 @@ def _vocals(rng, song: _Song, style: str, room: np.ndarray) -> np.ndarray:
 
     pan = rng.uniform(-0.1, 0.1)
     dry = np.stack([voice * _pan(pan)[0], voice * _pan(pan)[1]], axis=1)
-    return _with_reverb(dry, room, wet=rng.uniform(0.08, 0.25))
+    return _with_reverb(dry, room, wet=rng.uniform(0.04, 0.15))
 
 
 def _place_mono(out: np.ndarray, start_s: float, sound: np.ndarray, sr: int) -> None:

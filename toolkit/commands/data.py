@@ -24,7 +24,8 @@ def add_parser(subparsers, parent: argparse.ArgumentParser | None = None) -> arg
         description="Write DIR/train/<track>/{mixture,drums,bass,other,vocals}.wav and DIR/test/... "
                     "Deterministic: the same arguments give byte-identical files. Re-running with the same "
                     "arguments completes an interrupted tree; other arguments need another --out.")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="new or empty folder (or an earlier tree made with the same arguments)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="new or empty folder (or an earlier tree made with the same arguments)")
     p.add_argument("--tracks", type=int, default=4, metavar="N", help="train tracks (default 4)")
     p.add_argument("--test-tracks", type=int, default=None, metavar="N", help="test tracks (default max(1, tracks // 2))")
     p.add_argument("--seconds", type=float, default=8.0, metavar="S", help="length of each track (default 8)")

@@ -1,0 +1,85 @@
+"""Sweeps: grid parsing, reuse of trainings, skip-done/resume after a kill, the report."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, assert_one_line_error, run_cli
+from toolkit import sweep
+from toolkit.errors import UserError
+
+TINY = REPO / "tests" / "tiny.gin"
+QUICK = REPO / "experiments" / "quickstart.gin"
+
+
+def test_grid_values_are_quoted_and_typed():
+    assert sweep.parse_grid_arg("SCHEDULE=linear,cosine") == ("SCHEDULE", ["'linear'", "'cosine'"])
+    assert sweep.parse_grid_arg("SAMPLING_STEPS=5,20") == ("SAMPLING_STEPS", ["5", "20"])
+    assert sweep.parse_grid_arg("samplers.ddim.eta=0.0,1e-1") == ("samplers.ddim.eta", ["0.0", "1e-1"])
+    assert sweep.parse_grid_arg("X='a,b',[1, 2]") == ("X", ["'a,b'", "[1, 2]"])
+    with pytest.raises(UserError):
+        sweep.parse_grid_arg("SCHEDULE")
+
+
+def test_cartesian_product_and_training_reuse():
+    cells = sweep.expand({"A": ["1", "2"], "SAMPLING_STEPS": ["5", "20"], "SAMPLER": ["'ddim'", "'ddpm'"]})
+    assert len(cells) == 8
+    keys = {sweep._key({k: v for k, v in c.items() if not sweep.SAMPLING_ONLY.match(k)}) for c in cells}
+    assert len(keys) == 2
+
+
+def test_invalid_binding_exits_2_naming_it(tmp_path):
+    p = run_cli("sweep", QUICK, TINY, "--grid", "SCHEDULE=linear,cosin", "--out", tmp_path / "s")
+    assert_one_line_error(p, 2, "cosin")
+    assert not (tmp_path / "s" / "train").exists()
+    p = run_cli("sweep", QUICK, TINY, "--grid", "NOPE.x=1", "--out", tmp_path / "s")
+    assert_one_line_error(p, 2, "NOPE")
+
+
+def test_sweep_reuses_trainings_and_resumes_after_kill(tmp_path):
+    out = tmp_path / "s"
+    cmd = [sys.executable, "-m", "toolkit.cli", "sweep", str(QUICK), str(TINY), "--grid", "SCHEDULE=linear,cosine",
+           "--grid", "SAMPLING_STEPS=2,3", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(out.glob("cells/*/results.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p.parent.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*/results.json")}
+    assert len(done) == 2, done
+    p = run_cli("sweep", *cmd[4:], check=0)
+    results = list((out / "cells").glob("*/results.json"))
+    assert len(results) == 4
+    for name, mtime in done.items():  # the first two cells were not redone
+        assert (out / "cells" / name / "results.json").stat().st_mtime_ns == mtime
+    assert len(list((out / "train").glob("*/run.json"))) == 2  # two trainings, not four
+    rows = (out / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("SCHEDULE,SAMPLING_STEPS")
+    assert (out / "sdr_vs_steps.png").stat().st_size > 1000
+    for r in results:
+        assert (r.parent / "operative_config.gin").is_file()
+
+
+def test_report_from_fake_cells(tmp_path):
+    for i, (sched, steps, sdr) in enumerate([("linear", 5, 1.0), ("linear", 20, 2.0), ("cosine", 5, 3.0), ("cosine", 20, 4.0)]):
+        cell = tmp_path / "cells" / f"c{i}"
+        cell.mkdir(parents=True)
+        scores = {"vocals": {"SDR": sdr, "SIR": 1.0, "SAR": 2.0}, "accompaniment": {"SDR": -sdr, "SIR": 1.0, "SAR": 2.0}}
+        (cell / "results.json").write_text(json.dumps({"cell": f"c{i}", "bindings": {"SCHEDULE": repr(sched), "SAMPLING_STEPS": str(steps)},
+                                                       "scores": scores, "tracks": 2, "separation_s_per_s": 0.1 * steps,
+                                                       "training_minutes": 1.0}))
+    (tmp_path / "baseline.json").write_text(json.dumps({"vocals": {"SDR": -1.0}, "accompaniment": {"SDR": 1.0}}))
+    run_cli("sweep", "--report", tmp_path, check=0)
+    rows = (tmp_path / "results.csv").read_text().strip().splitlines()
+    assert rows[1].split(",")[:3] == ["linear", "5", "1.0"]
+    assert rows[4].split(",")[-4] == "5.0"  # cosine/20: 4.0 - (-1.0)
+    md = (tmp_path / "results.md").read_text()
+    assert "sdr_vs_steps.png" in md and (tmp_path / "sdr_vs_time.png").exists()
+
+
+def test_report_of_empty_folder_is_one_line(tmp_path):
+    assert_one_line_error(run_cli("sweep", "--report", tmp_path), 2, "no finished cells")
