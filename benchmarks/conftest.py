@@ -17,6 +17,7 @@ import ast
 import importlib.util
 import re
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -210,6 +211,7 @@ def pytest_runtest_logreport(report):
 # -- the report -----------------------------------------------------------------------------------------------
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own pytest_configure reads the option
 def pytest_configure(config):
+    config._bench_started = time.time()
     if hasattr(config.option, "benchmark_json") and config.option.benchmark_json is None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         RAW_JSON.unlink(missing_ok=True)  # a stale file from an aborted run must not be reported as this one
@@ -239,8 +241,8 @@ def _report_module():
 def pytest_sessionfinish(session, exitstatus):
     # pytest-benchmark's sessionfinish is a hook wrapper that saved its JSON before this runs
     raw = getattr(session.config.option, "benchmark_json", None)
-    if raw is None or not Path(raw).is_file():
-        return
+    if raw is None or not Path(raw).is_file() or Path(raw).stat().st_mtime < session.config._bench_started:
+        return  # no benchmark ran (a file older than the session is not this run's)
     written = _report_module().publish(Path(raw), RESULTS, move=Path(raw) == RAW_JSON)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:

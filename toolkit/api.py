@@ -6,6 +6,8 @@ defaults, so nothing has to be told twice.
 """
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -47,7 +49,10 @@ class Separator:
         try:
             net.load_state_dict(state["ema"]["model"])
         except RuntimeError as exc:
-            raise UserError(f"{path}: weights do not fit the recorded backbone ({_mismatch(exc)}); the checkpoint is inconsistent") from exc
+            differ = _disagreements(records["backbone"], state.get("config") or "")
+            why = f"its meta says {', '.join(differ)}" if differ else _mismatch(exc)
+            raise UserError(f"{path}: weights do not fit the recorded backbone {records['backbone'].get('name')} ({why}); "
+                            "the checkpoint was edited or mixed up: use the file `toolkit run` wrote") from exc
         net = net.to(dev).eval()
         if dev.type in ("cpu", "cuda"):
             net = net.to(memory_format=torch.channels_last)
@@ -102,3 +107,20 @@ def _mismatch(exc: Exception) -> str:
         if "size mismatch for" in line or "Missing key" in line or "Unexpected key" in line:
             return line.strip()[:240]
     return text.splitlines()[0][:240] if text else type(exc).__name__
+
+
+def _disagreements(record: dict, operative: str) -> list[str]:
+    """``['base_channels=16 (operative config: 8)']``: recorded backbone arguments the operative config contradicts."""
+    name = record.get("name", "")
+    out = []
+    for key, value in (record.get("kwargs") or {}).items():
+        m = re.search(rf"^(?:backbones\.)?{re.escape(name)}\.{re.escape(key)} = (.+)$", operative, re.MULTILINE)
+        if not m:
+            continue
+        try:
+            used = parts.plain(ast.literal_eval(m.group(1).strip()))
+        except (ValueError, SyntaxError):
+            continue
+        if used != value:
+            out.append(f"{key}={value!r} (operative config: {m.group(1).strip()})")
+    return out

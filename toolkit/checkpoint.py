@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import torch
@@ -25,6 +26,9 @@ def save(state: dict, ckpt_dir: Path, step: int, keep_last: int = 3) -> Path:
     """Write ``step_<N>.pt`` and ``last.pt`` atomically, then drop old step files."""
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    # a run killed mid-save (SIGKILL, power loss) leaves its temp file behind: the one writer of this folder sweeps it
+    for stale in ckpt_dir.glob(".*.tmp-*.pt"):
+        stale.unlink(missing_ok=True)
     path = ckpt_dir / f"step_{step}.pt"
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -65,14 +69,25 @@ def load(path: str | Path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "Weights only load failed" in str(exc) or "weights_only" in str(exc):
-            reason = "it contains objects that could run code (refused by weights_only=True)"
-        raise UserError(f"{path}: not a readable toolkit checkpoint ({reason[:200]}); use a checkpoint written by `toolkit run`") from exc
+        raise UserError(f"{path}: not a readable toolkit checkpoint ({_load_failure(path, exc)}); "
+                        "use a checkpoint written by `toolkit run`") from exc
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
         raise UserError(f"{path}: not a toolkit checkpoint (missing keys: {', '.join(missing)}); use RUN/checkpoints/last.pt from `toolkit run`")
     return state
+
+
+def _load_failure(path: Path, exc: Exception) -> str:
+    """Why ``torch.load`` failed, in a few words (torch's own messages run to paragraphs)."""
+    text = str(exc)
+    code = re.search(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)", text)
+    if code:
+        return f"it refers to Python code ({(code.group(1) or code.group(2)).rstrip('.,')}), refused by weights_only loading"
+    # torch.save writes a zip archive; anything else is cut short, damaged or another kind of file
+    if not zipfile.is_zipfile(path):
+        return "not a PyTorch zip archive: cut short, damaged, or another kind of file"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:160]
 
 
 def latest_valid(ckpt_dir: Path):
@@ -96,4 +111,5 @@ def latest_valid(ckpt_dir: Path):
 
 def has_checkpoints(ckpt_dir: Path) -> bool:
     ckpt_dir = Path(ckpt_dir)
-    return ckpt_dir.is_dir() and any(ckpt_dir.glob("*.pt"))
+    # dot-files are temp files of a save that was killed: they are not checkpoints
+    return ckpt_dir.is_dir() and any(not p.name.startswith(".") for p in ckpt_dir.glob("*.pt"))

@@ -81,7 +81,7 @@ def _parameters_of(selector: str) -> list[str]:
 
 
 def load_plugins(plugins: Iterable[str] = ()) -> None:
-    from . import data, experiment, train  # noqa: F401  (the core's own configurables: datasets.musdb, Experiment, TrainConfig)
+    from . import data, experiment, sweep, train  # noqa: F401  (the core's own configurables: datasets.musdb, Experiment, Sweep, TrainConfig)
 
     registry.load_builtin_plugins()
     for spec in plugins or ():

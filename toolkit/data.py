@@ -224,7 +224,11 @@ _MEMORY_ENTRIES = 256
 
 
 def _memory_budget() -> int:
-    return int(float(os.environ.get("TOOLKIT_AUDIO_CACHE_MB", "2048")) * 2**20)
+    value = os.environ.get("TOOLKIT_AUDIO_CACHE_MB", "2048")
+    try:
+        return int(float(value) * 2**20)
+    except ValueError:
+        raise UserError(f"TOOLKIT_AUDIO_CACHE_MB={value!r} is not a number of megabytes; unset it or set e.g. 2048") from None
 
 
 def clear_memory_cache() -> None:

@@ -52,3 +52,17 @@ def rebuild(kind: str, record: dict):
     factory = registry.get(kind, record["name"])
     kwargs = dict(record.get("kwargs", {}))
     return factory(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+
+
+def differences(recorded: dict | None, current: dict | None) -> list[str]:
+    """``['base_channels=16 (now 8)', ...]``: the arguments where two records of one part disagree.
+
+    Names the gin parameters behind a weight-shape mismatch, so "size mismatch
+    for backbone.time_mlp.0.weight" becomes "base_channels=16 (now 8)".
+    """
+    if not recorded or not current:
+        return []
+    if recorded.get("name") != current.get("name"):
+        return [f"{recorded.get('name')} (now {current.get('name')})"]
+    old, new = _plain(recorded.get("kwargs") or {}), _plain(current.get("kwargs") or {})
+    return [f"{k}={old.get(k)!r} (now {new.get(k)!r})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]

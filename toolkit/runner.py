@@ -8,6 +8,7 @@ precision, timings) and, with ``FINAL_EVALUATION``, ``results.json/.md``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from datetime import datetime
@@ -49,11 +50,29 @@ def build_experiment():
     from .experiment import Experiment
 
     try:
-        return Experiment()
+        exp = Experiment()
     except UserError:
         raise
     except (TypeError, ValueError) as exc:
         raise config.explain_gin_error(exc) from exc
+    check_segment_fits_transform(exp)
+    return exp
+
+
+def check_segment_fits_transform(exp) -> None:
+    """Refuse a training segment shorter than one STFT frame before any work (it has no spectrogram to learn)."""
+    dataset = parts.bindings_of("datasets", registry.name_of("datasets", exp.dataset))
+    seconds, rate = dataset.get("segment_seconds"), dataset.get("sample_rate")
+    if not isinstance(seconds, (int, float)) or not isinstance(rate, (int, float)) or seconds <= 0 or rate <= 0:
+        return  # whole tracks, or the dataset's own defaults: it checks them itself
+    try:
+        transform, _ = parts.build("transforms", exp.transform)
+    except (TypeError, ValueError) as exc:
+        raise config.explain_gin_error(exc) from exc
+    n_fft = getattr(transform, "n_fft", None)
+    if isinstance(n_fft, int) and seconds * rate < n_fft:
+        raise UserError(f"SEGMENT_SECONDS = {seconds:g} ({seconds * rate:.0f} samples at {rate:g} Hz) is shorter than "
+                        f"one STFT frame (n_fft = {n_fft}); use SEGMENT_SECONDS >= {math.ceil(n_fft / rate * 1000) / 1000:g}")
 
 
 class Built:
@@ -109,7 +128,7 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     exp = build_experiment()
     out = Path(out) if out else default_out_dir(str(files[0]))
     prepare_out_dir(out, resume)
-    atomic_write_text(out / "config.gin", config.config_str())
+    parsed_config = config.config_str()  # written once the run is known to start (a failed --resume changes nothing)
 
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -139,8 +158,6 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
         console.print(f"[yellow]no validation set: {exc}")
 
     operative = config.operative_config()
-    if rank == 0:
-        atomic_write_text(out / "operative_config.gin", operative)
     meta = {"operative_config": operative, "parts": built.records, "machine": info, "seed": exp.seed,
             "prediction": exp.prediction}
     n_params = sum(p.numel() for p in net.parameters())
@@ -167,8 +184,18 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
         path, state = checkpoint.latest_valid(out / "checkpoints")
         if state is None:
             raise UserError(f"--resume: no loadable checkpoint in {out / 'checkpoints'}; the files are damaged, start a new run")
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except UserError as exc:
+            differ = parts.differences((state.get("meta") or {}).get("parts", {}).get("backbone"), built.records["backbone"])
+            if differ:
+                raise UserError(f"--resume: {path} was trained with {', '.join(differ)}; resume with the settings "
+                                "the run was started with (nothing was changed)") from exc
+            raise
         console.print(f"resumed from {path} at step {trainer.step}")
+    if rank == 0:
+        atomic_write_text(out / "config.gin", parsed_config)
+        atomic_write_text(out / "operative_config.gin", operative)
     summary = {"run_dir": str(out), "machine": info, "precision": precision, "parameters": n_params}
     try:
         fit = trainer.fit(stop)

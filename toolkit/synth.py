@@ -160,7 +160,7 @@ def _prepare_out(out: Path, manifest: dict) -> None:
             old = None
         if old != manifest:
             raise UserError(f"synth: {out} already holds a synthetic tree made with other arguments "
-                            f"({_describe(old)}); pass the same arguments to complete it, or a new --out")
+                            f"({_differences(old, manifest)}); pass the same arguments to complete it, or a new --out")
     elif out.is_dir() and any(out.iterdir()):
         raise UserError(f"synth: {out} is not empty and is not a synth tree (no {MANIFEST}); "
                         f"pass a new or empty folder as --out")
@@ -175,11 +175,10 @@ def _prepare_out(out: Path, manifest: dict) -> None:
         raise UserError(f"synth: cannot write into {out}: {exc.strerror or exc}; pass a writable folder") from exc
 
 
-def _describe(manifest) -> str:
-    if not isinstance(manifest, dict):
+def _differences(old, new: dict) -> str:
+    if not isinstance(old, dict):
         return f"unreadable {MANIFEST}"
-    keys = ("tracks", "test_tracks", "seconds", "sample_rate", "seed", "style", "subtype", "version")
-    return ", ".join(f"{k}={manifest.get(k)}" for k in keys)
+    return ", ".join(f"{key}={old.get(key)!r} there, {value!r} asked" for key, value in new.items() if old.get(key) != value)
 
 
 def _write_track(out: Path, dest: Path, stems: dict[str, np.ndarray], sample_rate: int, subtype: str) -> None:

@@ -10,6 +10,7 @@ run step by step.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 import random
 import signal
@@ -54,6 +55,18 @@ class TrainConfig:
     threads: int | None = None
 
     def check(self) -> None:
+        # A gin typo like BATCH_SIZE='x' or 2.5 must fail here, by name, not deep inside the loop.
+        for name in ("batch_size", "steps", "grad_accum", "keep_last", "log_every", "checkpoint_every",
+                     "validate_every", "warmup_steps", "max_nonfinite", "num_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise UserError(f"TrainConfig.{name} = {value!r} must be a whole number; "
+                                "fix the value in the gin file or --gin_param (e.g. BATCH_SIZE=8, TRAIN_STEPS=1000)")
+        for name in ("lr", "weight_decay", "grad_clip", "min_lr_ratio", "ema_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise UserError(f"TrainConfig.{name} = {value!r} must be a number; "
+                                "fix the value in the gin file or --gin_param (e.g. TrainConfig.lr=2e-4)")
         for name in ("batch_size", "steps", "grad_accum", "keep_last", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"TrainConfig.{name} = {getattr(self, name)} must be >= 1")
@@ -337,6 +350,9 @@ class Trainer:
                                              "train/segments_per_s": rate}, self.step)
                     bar.update(task, completed=self.step,
                                info=f"loss {parts.get('total', float('nan')):.4f} lr {parts['lr']:.2e}")
+                    if not self.console.is_terminal and self.step % (cfg.log_every * 10) == 0:  # logs, CI: no live bar
+                        self.console.print(f"step {self.step}/{cfg.steps} loss {parts.get('total', float('nan')):.4f} "
+                                           f"lr {parts['lr']:.2e} {timer.minutes():.1f} min")
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save()
                 if cfg.validate_every and self.validate_fn and self.step % cfg.validate_every == 0:

@@ -1,0 +1,1 @@
+"""Built-in sweep launchers (each module registers itself): ``local`` and ``submitit``."""

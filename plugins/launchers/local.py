@@ -1,0 +1,63 @@
+"""The ``local`` launcher: every cell in this process, one after another (the default)."""
+from __future__ import annotations
+
+import traceback
+
+from toolkit import registry, sweep
+from toolkit.launchers import mark_finished_on_disk
+
+
+@registry.register("launchers", "local")
+class LocalLauncher:
+    """Runs the cells in this process, one after another; a failing cell is recorded and the rest go on."""
+
+    def __init__(self):
+        pass
+
+    def launch(self, spec, state, console) -> None:
+        from rich.progress import Progress
+
+        state.data.update(launcher="local", cluster=None)
+        mark_finished_on_disk(spec, state)
+        keys = list(dict.fromkeys(c.train_key for c in spec.cells))
+        trained = [k for k in keys if state.entry("trainings", k)["state"] == "done"]
+        console.print(f"sweep: {len(spec.cells)} cells, {len(keys)} trainings ({len(trained)} already trained) -> {spec.out}")
+        failed_training: dict[str, str] = {}
+        with Progress(console=console, transient=False) as bar:
+            task = bar.add_task("sweep", total=len(spec.cells))
+            for cell in spec.cells:
+                bar.update(task, description=f"cell {cell.name}")
+                if state.entry("cells", cell.name)["state"] != "done":
+                    self._run(spec, state, cell, console, failed_training)
+                bar.advance(task)
+
+    @staticmethod
+    def _run(spec, state, cell, console, failed_training) -> None:
+        key = cell.train_key
+        if key in failed_training:
+            state.set("cells", cell.name, state="failed", error=f"training {key} failed:\n{failed_training[key]}")
+            return
+        if state.entry("trainings", key)["state"] != "done":
+            state.set("trainings", key, state="running")
+            try:
+                sweep.run_training(spec, cell, console)
+            except Exception:  # one broken training must not stop the other cells
+                failed_training[key] = _tail(traceback.format_exc())
+                state.set("trainings", key, state="failed", error=failed_training[key])
+                console.print(f"[red]training {key} failed:[/] {failed_training[key].splitlines()[-1]}")
+                state.set("cells", cell.name, state="failed", error=f"training {key} failed:\n{failed_training[key]}")
+                return
+            state.set("trainings", key, state="done")
+        state.set("cells", cell.name, state="running")
+        try:
+            sweep.run_cell(spec, cell, console)
+        except Exception:
+            error = _tail(traceback.format_exc())
+            state.set("cells", cell.name, state="failed", error=error)
+            console.print(f"[red]cell {cell.name} failed:[/] {error.splitlines()[-1]}")
+            return
+        state.set("cells", cell.name, state="done")
+
+
+def _tail(text: str, lines: int = 12) -> str:
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
