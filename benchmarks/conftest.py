@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import re
 import sys
 import time
@@ -212,6 +213,11 @@ def pytest_runtest_logreport(report):
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own pytest_configure reads the option
 def pytest_configure(config):
     config._bench_started = time.time()
+    threads = os.environ.get("BENCH_THREADS")
+    if threads:  # e.g. 1 on a machine whose cores other jobs share: OpenMP barriers then dominate bf16 steps
+        if not threads.isdigit() or int(threads) < 1:
+            raise pytest.UsageError(f"BENCH_THREADS={threads!r}: use a positive integer (torch intra-op threads)")
+        torch.set_num_threads(int(threads))
     if hasattr(config.option, "benchmark_json") and config.option.benchmark_json is None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         RAW_JSON.unlink(missing_ok=True)  # a stale file from an aborted run must not be reported as this one

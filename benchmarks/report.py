@@ -94,7 +94,8 @@ def compute_ratios(data: dict) -> dict:
     out["ddim50_minus_ddpm1000_sdr_db"] = {
         "value": sdr.get("sdr_gap_db"), "goal": None, "status": "report" if "sdr_gap_db" in sdr else "not measured",
         "meaning": "vocal SDR of DDIM-50 minus DDPM-1000 on synthetic test clips (needs BENCH_CHECKPOINT)",
-        **({} if "sdr_gap_db" in sdr else {"reason": skipped.get("test_sampler_sdr_gap", "not run")}),
+        **({} if "sdr_gap_db" in sdr else
+           {"reason": skipped.get("test_sampler_sdr_gap", "not run").removeprefix("not measured: ")}),
     }
     details = {}
     if "test_train_step_diffusers_unet2d" in benches:

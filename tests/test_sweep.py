@@ -83,3 +83,23 @@ def test_report_from_fake_cells(tmp_path):
 
 def test_report_of_empty_folder_is_one_line(tmp_path):
     assert_one_line_error(run_cli("sweep", "--report", tmp_path), 2, "no finished cells")
+
+
+def test_status_table_from_state_and_finished_cells(tmp_path):
+    from toolkit import launchers
+
+    cells = [sweep.Cell(f"SAMPLING_STEPS={n}", {"SAMPLING_STEPS": str(n)}, "k", {}) for n in (2, 3, 4)]
+    spec = sweep.SweepSpec([str(QUICK)], [], [], str(tmp_path), cells)
+    sweep.save_manifest(spec)
+    scores = {"vocals": {"SDR": 1.25}, "accompaniment": {"SDR": 0.5}}
+    (tmp_path / "cells" / cells[0].name).mkdir(parents=True)
+    (tmp_path / "cells" / cells[0].name / "results.json").write_text(json.dumps({"scores": scores}))
+    state = launchers.SweepState(tmp_path)
+    state.set("cells", cells[1].name, state="running")  # its submitter is gone: lost
+    state.data["launcher"] = "local"
+    state.save()
+    p = run_cli("sweep", "--status", tmp_path, check=0)
+    lines = {ln.split("│")[1].strip(): ln for ln in p.stdout.splitlines() if ln.count("│") > 3}
+    assert " done " in lines["SAMPLING_STEPS=2"] and "+1.250" in lines["SAMPLING_STEPS=2"]
+    assert " lost " in lines["SAMPLING_STEPS=3"] and " pending " in lines["SAMPLING_STEPS=4"]
+    assert "1 done, 1 running, 1 pending of 3 cells" in p.stdout

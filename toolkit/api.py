@@ -43,8 +43,13 @@ class Separator:
         sampling = dict(records["sampling"])
         dev = resolve_device(device)
         prec = resolve_precision(precision, dev)
-        transform = parts.rebuild("transforms", records["transform"])
-        backbone = parts.rebuild("backbones", records["backbone"])
+        try:
+            transform = parts.rebuild("transforms", records["transform"])
+            backbone = parts.rebuild("backbones", records["backbone"])
+        except (UserError, TypeError, ValueError, KeyError) as exc:  # a hand-edited or foreign meta.parts
+            why = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"{path}: cannot rebuild the model its meta describes ({why}); "
+                            "the checkpoint was edited or mixed up: use the file `toolkit run` wrote") from exc
         net = Denoiser(backbone)
         try:
             net.load_state_dict(state["ema"]["model"])

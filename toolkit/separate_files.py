@@ -66,6 +66,7 @@ def separate_file(engine: Engine, path: Path, out_dir: Path, fmt: str = "wav",
     fmt_up = fmt.upper()
     subtype = subtype_for(info, fmt_up)
     paths = (target / f"vocals.{fmt}", target / f"instrumental.{fmt}")
+    created = not target.exists()
     try:
         with contextlib.ExitStack() as stack:
             tmps = [stack.enter_context(atomic_path(p)) for p in paths]
@@ -81,6 +82,11 @@ def separate_file(engine: Engine, path: Path, out_dir: Path, fmt: str = "wav",
                 writers[1].write(inst.T)
             for w in writers:
                 w.close()
+    except BaseException:
+        if created:  # a failed or interrupted file leaves nothing behind, not even its folder
+            with contextlib.suppress(OSError):
+                target.rmdir()
+        raise
     finally:
         close()
     return paths

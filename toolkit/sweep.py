@@ -7,6 +7,10 @@ share one training run: ``DIR/train/<key>/`` is an ordinary run directory,
 ``DIR/cells/<cell>/`` holds the cell's operative config and scores. A cell
 with ``results.json`` is done and skipped on re-run; an interrupted training
 resumes from its newest checkpoint.
+
+Who runs the cells is a launcher (``toolkit.launchers``: ``local`` in this
+process, ``submitit`` as Slurm or local jobs); ``DIR/state.json`` records
+each training's and cell's job, state and log.
 """
 from __future__ import annotations
 
@@ -245,7 +249,8 @@ def baseline(spec: SweepSpec, console=None) -> dict | None:
     path = Path(spec.out) / "baseline.json"
     if path.exists():
         return json.loads(path.read_text())
-    cell = spec.cells[0]
+    # a cell whose training finished: its checkpoint names the data set when the config does not
+    cell = next((c for c in spec.cells if (spec.train_dir(c.train_key) / "run.json").exists()), spec.cells[0])
     config.parse(spec.files, [*spec.fixed, *cell.to_gin()], spec.plugins)
     try:
         from .runner import build_experiment
@@ -274,15 +279,24 @@ def load_manifest(out) -> SweepSpec:
     return SweepSpec(**data)
 
 
-def run_local(spec: SweepSpec, console) -> None:
-    from rich.progress import Progress
+def prepare_data(spec: SweepSpec) -> None:
+    """Generate each synthetic data set the sweep's trainings use, once, in this process.
 
-    trained = {c.train_key for c in spec.cells if (spec.train_dir(c.train_key) / "run.json").exists()}
-    console.print(f"sweep: {len(spec.cells)} cells, {len({c.train_key for c in spec.cells})} trainings "
-                  f"({len(trained)} already trained) -> {spec.out}")
-    with Progress(console=console, transient=False) as bar:
-        task = bar.add_task("sweep", total=len(spec.cells))
-        for cell in spec.cells:
-            bar.update(task, description=f"cell {cell.name}")
-            run_cell(spec, cell, console)
-            bar.advance(task)
+    Jobs running in parallel would otherwise all start writing the same cache folder.
+    """
+    from .runner import build_experiment
+
+    for key in dict.fromkeys(c.train_key for c in spec.cells):
+        cell = next(c for c in spec.cells if c.train_key == key)
+        config.parse(spec.files, [*spec.fixed, *cell.to_gin()], spec.plugins)
+        try:
+            build_experiment().data_root()
+        finally:
+            gin.clear_config()
+
+
+def run_local(spec: SweepSpec, console) -> None:
+    """Run every cell in this process (the ``local`` launcher), recording ``DIR/state.json``."""
+    from .launchers import SweepState, make_launcher
+
+    make_launcher("local").launch(spec, SweepState.load(spec.out), console)

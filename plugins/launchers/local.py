@@ -4,7 +4,8 @@ from __future__ import annotations
 import traceback
 
 from toolkit import registry, sweep
-from toolkit.launchers import mark_finished_on_disk
+from toolkit.errors import Interrupted
+from toolkit.launchers import error_summary, mark_finished_on_disk
 
 
 @registry.register("launchers", "local")
@@ -41,20 +42,24 @@ class LocalLauncher:
             state.set("trainings", key, state="running")
             try:
                 sweep.run_training(spec, cell, console)
+            except Interrupted:  # SIGINT/SIGTERM: the whole sweep stops (the training saved a checkpoint)
+                raise
             except Exception:  # one broken training must not stop the other cells
                 failed_training[key] = _tail(traceback.format_exc())
                 state.set("trainings", key, state="failed", error=failed_training[key])
-                console.print(f"[red]training {key} failed:[/] {failed_training[key].splitlines()[-1]}")
+                console.print(f"[red]training {key} failed:[/] {error_summary(failed_training[key])}")
                 state.set("cells", cell.name, state="failed", error=f"training {key} failed:\n{failed_training[key]}")
                 return
             state.set("trainings", key, state="done")
         state.set("cells", cell.name, state="running")
         try:
             sweep.run_cell(spec, cell, console)
+        except Interrupted:
+            raise
         except Exception:
             error = _tail(traceback.format_exc())
             state.set("cells", cell.name, state="failed", error=error)
-            console.print(f"[red]cell {cell.name} failed:[/] {error.splitlines()[-1]}")
+            console.print(f"[red]cell {cell.name} failed:[/] {error_summary(error)}")
             return
         state.set("cells", cell.name, state="done")
 

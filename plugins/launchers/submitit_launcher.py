@@ -25,7 +25,7 @@ from pathlib import Path
 
 from toolkit import launchers, registry, sweep
 from toolkit.errors import UserError
-from toolkit.launchers import log_tail, mark_finished_on_disk
+from toolkit.launchers import error_summary, log_tail, mark_finished_on_disk
 
 # --launcher-param name -> submitit's AutoExecutor parameter (generic names pass as they are).
 SLURM_NAMES = {"partition": "slurm_partition", "account": "slurm_account", "qos": "slurm_qos",
@@ -157,7 +157,7 @@ class SubmititLauncher:
                 error = _job_error(job)
                 state.set(group, key, state="failed", error=error)
                 console.print(f"[red]{group[:-1]} {key} failed[/] (job {job.job_id}, log {job.paths.stdout}): "
-                              f"{error.splitlines()[-1] if error else ''}")
+                              f"{error_summary(error)}")
             else:
                 state.set(group, key, state="done")
                 console.print(f"[green]{group[:-1]} {key} done[/] (job {job.job_id})")
@@ -169,7 +169,8 @@ class SubmititLauncher:
 
         cluster, folder = executor.cluster, executor.folder
         recorded = state.data["jobs"]
-        for path in sorted(folder.glob("*_submitted.pkl")):  # submitted, but the state never heard of it
+        unrecorded: dict[str, list[str]] = {}
+        for path in sorted(folder.glob("*_submitted.pkl")):  # submitted, but the submitter died before recording it
             job_id = path.name[: -len("_submitted.pkl")]
             if job_id in recorded:
                 continue
@@ -177,27 +178,32 @@ class SubmititLauncher:
                 kind, _, cell = DelayedSubmission.load(path).args
             except Exception:  # not one of ours, or unreadable: leave it alone
                 continue
-            group, key = ("trainings", cell.train_key) if kind == "train" else ("cells", cell.name)
-            recorded[job_id] = f"{group}/{key}"
+            tag = f"trainings/{cell.train_key}" if kind == "train" else f"cells/{cell.name}"
+            recorded[job_id] = tag
+            unrecorded.setdefault(tag, []).append(job_id)
+        tags = [f"trainings/{k}" for k in dict.fromkeys(c.train_key for c in spec.cells)]
+        tags += [f"cells/{c.name}" for c in spec.cells]
+        for tag in tags:
+            group, key = tag.split("/", 1)
             entry = state.entry(group, key)
-            if entry["state"] != "done" and not _alive_tag(state, group, key, live):
-                entry.update(state="running", job_id=job_id)
-        for group in ("trainings", "cells"):
-            for key, entry in state.data.get(group, {}).items():
-                if entry["state"] == "done":
-                    continue
-                if entry["state"] == "running" and entry.get("job_id"):
-                    job = executor.job_class(folder=folder, job_id=str(entry["job_id"]))
-                    if not self._ended(job, cluster):
-                        entry["log"] = str(job.paths.stdout)
-                        live[f"{group}/{key}"] = job
-                        console.print(f"adopted running job {job.job_id} ({group[:-1]} {key})")
-                        continue
+            if entry["state"] == "done":
+                continue
+            candidates = [entry["job_id"]] if entry["state"] == "running" and entry.get("job_id") else []
+            for job_id in candidates + unrecorded.get(tag, []):
+                job = executor._executor.job_class(folder=folder, job_id=str(job_id))
+                if not self._ended(job, cluster):
+                    entry.update(state="running", job_id=job.job_id, log=str(job.paths.stdout))
+                    live[tag] = job
+                    console.print(f"adopted running job {job.job_id} ({group[:-1]} {key})")
+                    break
+            else:
                 entry["state"] = "pending"  # lost, failed or never submitted: (re)submit
         state.save()
 
     @staticmethod
     def _ended(job, cluster: str) -> bool:
+        if job.paths.result_pickle.exists():  # the function returned or raised; the process may still be exiting
+            return True
         if cluster == "local" and getattr(job, "_process", None) is None:
             return not pid_alive(job.job_id)  # a job of an earlier submitter: not our child, ask the OS
         return job.done()
@@ -255,10 +261,6 @@ def _truth(spec, group: str, key: str) -> Path:
     if group == "trainings":
         return spec.train_dir(key) / "run.json"
     return Path(spec.out) / "cells" / key / "results.json"
-
-
-def _alive_tag(state, group, key, live) -> bool:
-    return f"{group}/{key}" in live
 
 
 def _job_error(job) -> str:

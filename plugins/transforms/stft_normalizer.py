@@ -169,7 +169,9 @@ class STFTNormalizer:
 
     # ----- magnitude <-> normalized spec -----------------------------------
     def _compress(self, mag: torch.Tensor) -> torch.Tensor:
-        mag = mag.clamp_min(0) ** self.power
+        mag = mag.clamp_min(0)
+        if self.power != 1:
+            mag = mag ** self.power
         if self.compression == "log1p":
             return torch.log1p(mag)
         if self.compression == "log":
@@ -192,11 +194,13 @@ class STFTNormalizer:
 
     def normalize(self, mag: torch.Tensor, state: SpecState) -> torch.Tensor:
         """Linear ``mag: (batch, channels, freq, frames)`` -> ``spec`` on ``state``'s scale."""
-        compressed = self._compress(mag)
+        return self._scale(self._compress(mag), state)
+
+    def _scale(self, compressed: torch.Tensor, state: SpecState) -> torch.Tensor:
         if self.normalization == "none":
             return compressed
         lo, span = self._span(state)
-        return 2 * (compressed - lo) / span - 1
+        return (compressed - lo).mul_(2.0).div_(span).sub_(1.0)
 
     def magnitude(self, spec: torch.Tensor, state: SpecState) -> torch.Tensor:
         """``spec: (batch, channels, freq, frames)`` -> linear magnitude (>= 0); inverse of :meth:`normalize`."""
@@ -222,7 +226,7 @@ class STFTNormalizer:
             hi=compressed.amax(dim=(1, 2, 3)),
             length=audio.shape[-1],
         )
-        return self.normalize(mag, state), state
+        return self._scale(compressed, state), state
 
     def encode_with(self, audio: torch.Tensor, state: SpecState) -> torch.Tensor:
         """Another signal (instrumental, vocals) ``(batch, channels, samples)`` on the mixture ``state``'s scale.

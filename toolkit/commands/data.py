@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .. import synth
 from ..data import describe_root
+from ..errors import UserError
 
 
 def add_parser(subparsers, parent: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -64,8 +65,12 @@ def run_synth(args) -> int:
         def advance(done: int, total: int, name: str) -> None:
             progress.update(task, completed=done, total=total, description=name)
 
-        synth.synthesize(out, tracks=args.tracks, seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed,
-                         test_tracks=args.test_tracks, style=args.style, subtype=args.subtype, progress=advance)
+        try:
+            synth.synthesize(out, tracks=args.tracks, seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed,
+                             test_tracks=args.test_tracks, style=args.style, subtype=args.subtype, progress=advance)
+        except OSError as exc:  # disk full, read-only, permissions: finished tracks stay, the rest can be completed
+            raise UserError(f"synth: cannot write into {out} ({exc.strerror or exc}); free space or fix the folder, "
+                            "then rerun the same command to complete the tree") from exc
     train, test = _track_count(out)
     written = train + test - sum(before)
     if written == 0:

@@ -30,22 +30,32 @@ def main(args) -> int:
     from ..audio import list_audio_files
     from ..paths import check_writable_dir
     from ..separate_files import separate_file
+    from ..train import StopSignals
 
-    files = list_audio_files(args.inputs)
-    out = Path(args.out)
-    check_writable_dir(out)
-    sep = Separator.from_checkpoint(args.checkpoint, sampler=args.sampler, steps=args.steps, eta=args.eta,
-                                    post_filter=args.post_filter, seed=args.seed, segment=args.segment,
-                                    overlap=args.overlap, batch_size=args.batch_size, device=args.device)
-    console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as bar:
-        files_task = bar.add_task("files", total=len(files))
-        for path in files:
-            chunk_task = bar.add_task(f"  {path.name}", total=None)
-            written = separate_file(sep.engine, path, out, args.format,
-                                    on_chunk=lambda k, n: bar.update(chunk_task, completed=k, total=n))
-            bar.remove_task(chunk_task)
-            bar.advance(files_task)
-            console.print(f"{path} -> {written[0].parent}")
+    # SIGINT/SIGTERM become a flag checked between chunks: the file being written is dropped (temp files
+    # removed), finished files stay, exit 130/143. A second signal stops at once (still no partial file).
+    with StopSignals() as stop:
+        files = list_audio_files(args.inputs)
+        out = Path(args.out)
+        check_writable_dir(out)
+        sep = Separator.from_checkpoint(args.checkpoint, sampler=args.sampler, steps=args.steps, eta=args.eta,
+                                        post_filter=args.post_filter, seed=args.seed, segment=args.segment,
+                                        overlap=args.overlap, batch_size=args.batch_size, device=args.device)
+        console = Console(stderr=True)
+        # transient: when stderr is not a terminal, an error stays the only line there
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as bar:
+            files_task = bar.add_task("files", total=len(files))
+            for path in files:
+                stop.check(f"stopped before {path}; finished files are kept")
+                chunk_task = bar.add_task(f"  {path.name}", total=None)
+
+                def on_chunk(k, n, task=chunk_task, path=path):
+                    bar.update(task, completed=k, total=n)
+                    stop.check(f"stopped in {path}; its outputs were not written, finished files are kept")
+
+                written = separate_file(sep.engine, path, out, args.format, on_chunk=on_chunk)
+                bar.remove_task(chunk_task)
+                bar.advance(files_task)
+                console.print(f"{path} -> {written[0].parent}")
     return 0

@@ -1,4 +1,5 @@
-"""``toolkit sweep FILE.gin --grid BINDING=v1,v2 ... [--out DIR]`` and ``toolkit sweep --report DIR``."""
+"""``toolkit sweep FILE.gin --grid BINDING=v1,v2 ... [--launcher NAME --launcher-param K=V] [--out DIR]``,
+``toolkit sweep --report DIR`` and ``toolkit sweep --status DIR``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,31 +13,123 @@ def add_parser(sub, parent):
     p.add_argument("--gin_param", "--gin-param", action="append", default=[], metavar="BINDING",
                    help="a binding fixed for every cell; repeatable")
     p.add_argument("--out", help="sweep folder (default: sweeps/<name>)")
+    p.add_argument("--launcher", default="local", metavar="NAME",
+                   help="who runs the cells: local (this process, default), submitit (Slurm jobs, or local processes "
+                        "without Slurm), or a plugin's; `toolkit list launchers`")
+    p.add_argument("--launcher-param", "--launcher_param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a launcher parameter, e.g. max_parallel=4, partition=gpu, gpus_per_node=1, timeout_min=600; repeatable")
     p.add_argument("--report", metavar="DIR", help="only regenerate results.csv/.md and plots from finished cells in DIR")
+    p.add_argument("--status", metavar="DIR", help="print the state of every training and cell of the sweep in DIR")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
     from rich.console import Console
 
-    from .. import sweep
+    from .. import launchers, sweep
     from ..errors import UserError
     from ..paths import check_writable_dir
-    from ..sweep_report import write_report
 
     console = Console()
     if args.report:
-        info = write_report(Path(args.report))
-        console.print(f"{info['cells']} cells -> {Path(args.report) / 'results.md'}; plots: {', '.join(info['plots'])}")
-        return 0
+        return _report(Path(args.report), console)
+    if args.status:
+        return _status(Path(args.status), console)
     if not args.gin_file:
-        raise UserError("toolkit sweep: give a gin file (or --report DIR); see `toolkit sweep --help`")
+        raise UserError("toolkit sweep: give a gin file (or --report DIR / --status DIR); see `toolkit sweep --help`")
+    launcher = launchers.make_launcher(args.launcher, args.launcher_param)  # bad names fail before any planning
     out = Path(args.out or Path("sweeps") / Path(args.gin_file[0]).stem)
     check_writable_dir(out)
     spec = sweep.plan(args.gin_file, args.grid, args.gin_param, args.plugin, out)
-    sweep.save_manifest(spec)
-    sweep.run_local(spec, console)
-    base = sweep.baseline(spec, console)
+    with launchers.submitter_lock(out):
+        sweep.save_manifest(spec)
+        state = launchers.SweepState.load(out)
+        _refuse_other_launchers_jobs(out, state, args.launcher)
+        launcher.launch(spec, state, console)
+        failures = launchers.write_failures(spec, state)
+    done = [c for c in spec.cells if (spec.cell_dir(c) / "results.json").exists()]
+    if done:
+        base = sweep.baseline(spec, console)
+        _write_report(out, base, failures, console)
+    if failures:
+        console.print(f"[red]{len(failures)} of {len(spec.cells)} cells failed[/]: {', '.join(f['cell'] for f in failures)}; "
+                      f"see {out / 'failures.json'} and `toolkit sweep --status {out}`")
+        return 1
+    return 0
+
+
+def _job_alive_fn(state):
+    """``alive(job_id) -> bool | None`` from the launcher that wrote ``state`` (None if it cannot tell)."""
+    from .. import registry
+
+    name = state.data.get("launcher")
+    if not name:
+        return None
+    registry.load_builtin_plugins()
+    try:
+        job_alive = getattr(registry.get("launchers", name), "job_alive", None)
+    except KeyError:  # a plugin launcher that is not loaded now: show the recorded states
+        return None
+    return (lambda job_id: job_alive(job_id, state.data)) if job_alive else None
+
+
+def _refuse_other_launchers_jobs(out: Path, state, launcher: str) -> None:
+    """Another launcher's jobs that still run would race this launcher on the same cells: stop first."""
+    from ..errors import UserError
+
+    previous = state.data.get("launcher")
+    alive = _job_alive_fn(state) if previous and previous != launcher else None
+    if not alive:
+        return
+    running = [str(e["job_id"]) for group in ("trainings", "cells") for e in state.data.get(group, {}).values()
+               if e.get("state") == "running" and e.get("job_id") and alive(e["job_id"]) is not False]
+    if running:
+        raise UserError(f"{out}: jobs of the earlier --launcher {previous} still run ({', '.join(running[:5])}); "
+                        f"re-run with --launcher {previous}, or wait for them (`toolkit sweep --status {out}`)")
+
+
+def _write_report(out: Path, base, failures, console) -> None:
+    from ..io_utils import atomic_write_text
+    from ..launchers import failures_markdown
+    from ..sweep_report import write_report
+
     info = write_report(out, base)
+    if failures:  # sweep_report knows finished cells only: add the failed ones to results.md
+        md = out / "results.md"
+        atomic_write_text(md, md.read_text() + failures_markdown(failures))
     console.print(f"[bold]{info['cells']} cells[/] -> {out / 'results.csv'}, {out / 'results.md'}; plots: {', '.join(info['plots'])}")
+
+
+def _report(out: Path, console) -> int:
+    import json
+
+    from ..sweep_report import write_report
+
+    failures = json.loads((out / "failures.json").read_text()) if (out / "failures.json").is_file() else []
+    if failures:
+        _write_report(out, None, failures, console)
+    else:
+        info = write_report(out)
+        console.print(f"{info['cells']} cells -> {out / 'results.md'}; plots: {', '.join(info['plots'])}")
+    return 0
+
+
+def _status(out: Path, console) -> int:
+    from rich.console import Console
+
+    from .. import launchers, sweep
+
+    spec = sweep.load_manifest(out)
+    state = launchers.SweepState.load(out)
+    submitter = launchers.submitter_running(out)
+    table = launchers.status_table(spec, state, _job_alive_fn(state), submitter)
+    Console(width=max(console.width, 160)).print(table)
+    counts: dict[str, int] = {}
+    for cell in spec.cells:
+        st = state.entry("cells", cell.name)["state"]
+        counts[st] = counts.get(st, 0) + 1
+    line = ", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(spec.cells)} cells"
+    if submitter is not None:
+        line += "; a `toolkit sweep` is driving it" if submitter else "; no `toolkit sweep` is driving it now"
+    console.print(line)
     return 0
