@@ -557,6 +557,7 @@ def test_ten_minutes_use_no_more_memory_than_one(art, tmp_path):
         song.unlink()
         shutil.rmtree(out)
     decoded_10min_kib = 10 * 60 * 48000 * 2 * 4 // 1024  # float32, as it would sit in memory if loaded whole
+    print(f"peak RSS: 1 min {peaks[1] // 1024} MiB, 10 min {peaks[10] // 1024} MiB")
     assert peaks[10] <= 1.5 * peaks[1], peaks
     assert peaks[10] - peaks[1] < decoded_10min_kib // 4, f"peak RSS grew by {(peaks[10] - peaks[1]) // 1024} MiB: {peaks}"
 

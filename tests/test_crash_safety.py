@@ -61,7 +61,8 @@ def test_sigkill_while_checkpointing_never_loses_a_finished_checkpoint(tmp_path)
             "--gin_param", "TrainConfig.keep_last=2", "--out", run]
     finished, mid_write = -1, 0
     for kill in range(KILLS):
-        stale = frozenset(p.name for p in temp_files(ckpts)) if ckpts.exists() else frozenset()  # a killed run's
+        # temp files a killed predecessor left (the new run sweeps them at its first save) are not this run's writes
+        stale = frozenset(p.name for p in temp_files(ckpts)) if ckpts.exists() else frozenset()
         proc = _start(base + (["--resume"] if kill else []), log)
         target = max(finished + 1, 2)  # the first run keeps step 1, so that there is always something to resume
         deadline = time.monotonic() + 120

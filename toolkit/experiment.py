@@ -104,8 +104,15 @@ def ensure_synthetic(spec: dict) -> Path:
     key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     root = cache_dir() / f"synthetic-{key}"
     done = root / ".complete"
-    if not done.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        synthesize(root, **spec)
-        done.write_text(json.dumps(spec, sort_keys=True))
+    if done.exists():
+        return root
+    import fcntl
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".synthetic-{key}.lock", "w") as lock:  # parallel jobs: one generates, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            root.mkdir(parents=True, exist_ok=True)
+            synthesize(root, **spec)
+            done.write_text(json.dumps(spec, sort_keys=True))
     return root

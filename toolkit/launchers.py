@@ -11,7 +11,9 @@ without Slurm). A plugin adds one (e.g. Ray) with one file::
     @registry.register("launchers", "ray")
     class RayLauncher:
         def __init__(self, *, address: str = "auto"): ...
-        def launch(self, spec, state, console): ...
+        def launch(self, spec, state, console): ...   # sweep.run_training / sweep.run_cell per cell
+        @staticmethod
+        def job_alive(job_id, state: dict) -> bool | None: ...  # optional: --status tells lost jobs
 
 ``DIR/state.json`` (one writer: the submitting process, atomic writes) holds,
 per training (by train key) and per cell (by name): ``state`` (pending,
@@ -33,9 +35,6 @@ from pathlib import Path
 from . import registry
 from .errors import UserError
 from .io_utils import atomic_write_text
-
-STATES = ("pending", "running", "done", "failed")
-
 
 # ----------------------------------------------------------------------------- choosing a launcher
 
@@ -69,7 +68,9 @@ def _convert(launcher: str, key: str, text: str, kind: type):
             pass
     else:
         return text
-    raise UserError(f"--launcher-param {key}={text}: launcher '{launcher}' needs {kind.__name__} for {key}")
+    example = {bool: "true", int: "2", float: "0.5"}.get(kind, "...")
+    raise UserError(f"--launcher-param {key}={text}: launcher '{launcher}' needs {'an' if kind is int else 'a'} {kind.__name__} for {key} "
+                    f"(e.g. {key}={example})")
 
 
 def make_launcher(name: str, params=()):

@@ -142,7 +142,8 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     config.parse(files, bindings, plugins)
     exp = build_experiment()
     out = Path(out) if out else default_out_dir(str(files[0]))
-    prepare_out_dir(out, resume)
+    if int(os.environ.get("RANK", "0")) == 0:  # DDP: one rank owns the folder (others would see its first checkpoint)
+        prepare_out_dir(out, resume)
     parsed_config = config.config_str()  # written once the run is known to start (a failed --resume changes nothing)
 
     rank = int(os.environ.get("RANK", "0"))
@@ -195,7 +196,7 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     trainer = Trainer(net=train_net, diffusion=built.diffusion, transform=built.transform, loss_fn=built.loss_fn,
                       train_set=built.train_set, valid_set=valid_set, cfg=cfg, seed=exp.seed, run_dir=out, meta=meta,
                       logger=logger, device=device, precision=precision, console=console, validate_fn=validate_fn)
-    trainer.rank, trainer.world = rank, world
+    trainer.set_rank(rank, world)
     if resumed:
         path, state = resumed
         trainer.load_state_dict(state)

@@ -18,7 +18,6 @@ import hashlib
 import itertools
 import json
 import re
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 

@@ -196,7 +196,11 @@ class Trainer:
         self.validate_fn = validate_fn
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.ema = EMA(self.net, cfg.ema_decay)
+        self.rank, self.world = 0, 1
+        # DDP wraps the network for forward/backward only: EMA and checkpoints hold the bare module
+        # (no "module." prefix, so a multi-GPU checkpoint loads like any other)
+        self.module = getattr(self.net, "module", self.net)
+        self.ema = EMA(self.module, cfg.ema_decay)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, cosine_with_warmup(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
         self.scaler = torch.amp.GradScaler("cuda", enabled=(precision == "fp16" and device.type == "cuda"))
@@ -214,7 +218,7 @@ class Trainer:
         from . import __version__
 
         return {
-            "model": self.net.state_dict(),
+            "model": self.module.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
@@ -230,7 +234,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         try:
-            self.net.load_state_dict(state["model"])
+            self.module.load_state_dict(state["model"])
             self.ema.load_state_dict(state["ema"])
         except RuntimeError as exc:
             raise UserError(f"checkpoint does not fit this configuration ({str(exc).splitlines()[0][:200]}); "
@@ -243,17 +247,28 @@ class Trainer:
         self.best_sdr = float(state.get("best_sdr", -float("inf")))
         self.history = list(state.get("history", []))
         set_rng_state(state["rng"], self.noise_gen)
+        if self.rank:  # the checkpoint holds rank 0's noise stream: other ranks derive their own
+            self.noise_gen.manual_seed(self.seed * 7 + 1 + 100_003 * self.rank + self.step)
+
+    def set_rank(self, rank: int, world: int) -> None:
+        """Join a DDP group: each rank its own slice of the data and its own noise stream (rank 0 keeps the single-process ones)."""
+        self.rank, self.world = rank, world
+        if rank:
+            self.noise_gen.manual_seed(self.seed * 7 + 1 + 100_003 * rank)
 
     def save(self) -> None:
         from . import checkpoint
 
+        if self.rank != 0:  # DDP: one writer per run directory (the others would delete its temp files)
+            return
         checkpoint.save(self.state_dict(), self.ckpt_dir, self.step, keep_last=self.cfg.keep_last)
 
     # -- one step --------------------------------------------------------------------------------------
     def batch(self, step: int, micro: int) -> dict:
         from .data_index import fetch
 
-        g0 = (step * self.cfg.grad_accum + micro) * self.cfg.batch_size
+        # DDP: rank r takes the r-th of `world` consecutive batches, so ranks never train on the same segments
+        g0 = ((step * self.cfg.grad_accum + micro) * self.world + self.rank) * self.cfg.batch_size
         items = [fetch(self.train_set, g0 + j) for j in range(self.cfg.batch_size)]
         # numpy stacking: torch.stack here mostly waited for torch's idle worker threads (212 ms -> 3 ms a batch)
         return {k: torch.from_numpy(np.stack([it[k].numpy() for it in items])).to(self.device)
@@ -299,7 +314,7 @@ class Trainer:
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()
-        self.ema.update(self.net)
+        self.ema.update(self.module)
         self.nonfinite_run = 0
         self.step += 1
         parts_sum["grad_norm"] = float(grad_norm)
@@ -375,5 +390,6 @@ class Trainer:
         if sdr > self.best_sdr:
             self.best_sdr = sdr
             self.save()
-            checkpoint.save_copy(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt")
+            if self.rank == 0:
+                checkpoint.save_copy(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt")
         return sdr

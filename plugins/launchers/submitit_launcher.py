@@ -95,7 +95,7 @@ class SubmititLauncher:
         state.data.setdefault("jobs", {})
         limit = self.parallel_limit(cluster)
         poll_s = self.poll_s or (0.5 if cluster == "local" else 15.0)
-        threads = self.options["cpus_per_task"] or (max(1, (os.cpu_count() or 1) // limit) if limit else None)
+        threads = self.options["cpus_per_task"] or (max(1, (os.cpu_count() or 1) // limit) if cluster == "local" and limit else None)
         # Parallel jobs would all write the same synthetic cache folder: make it once, here.
         sweep.prepare_data(spec)
         mark_finished_on_disk(spec, state)
@@ -137,7 +137,10 @@ class SubmititLauncher:
 
     def _submit(self, executor, ready, spec, state, live, threads, console) -> None:
         with executor.batch():  # one Slurm job array per round (array_parallelism applies to it)
-            jobs = [executor.submit(launchers.run_job, kind, spec, cell, threads=threads) for _, _, kind, cell in ready]
+            # trainings keep TrainConfig.threads (as under `toolkit run`, so a job trains bit for bit like the
+            # local launcher); evaluations share the machine's cores between the jobs that run at once
+            jobs = [executor.submit(launchers.run_job, kind, spec, cell, threads=threads if kind == "cell" else None)
+                    for _, _, kind, cell in ready]
         for (group, key, kind, _), job in zip(ready, jobs):
             state.data["jobs"][job.job_id] = f"{group}/{key}"
             state.set(group, key, state="running", job_id=job.job_id, log=str(job.paths.stdout))
