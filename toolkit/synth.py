@@ -165,12 +165,13 @@ def _prepare_out(out: Path, manifest: dict) -> None:
         raise UserError(f"synth: {out} is not empty and is not a synth tree (no {MANIFEST}); "
                         f"pass a new or empty folder as --out")
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not path.is_file():  # the manifest first: a failure after it leaves a tree that a re-run completes
+            _atomic_bytes(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
         for split in ("train", "test"):
             (out / split).mkdir(parents=True, exist_ok=True)
         for stale in out.glob(_TMP_PREFIX + "*"):
             shutil.rmtree(stale, ignore_errors=True)
-        if not path.is_file():
-            _atomic_bytes(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     except OSError as exc:
         raise UserError(f"synth: cannot write into {out}: {exc.strerror or exc}; pass a writable folder") from exc
 
