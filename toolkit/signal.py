@@ -32,10 +32,15 @@ def instrumental_to_vocals(
     return mixture - instrumental, instrumental
 
 
-def unit_phasor(stft: torch.Tensor) -> torch.Tensor:
-    """``stft / |stft|`` for a complex tensor, and 1 where it is exactly 0 (so silence stays finite)."""
-    mag = stft.abs()
-    return torch.where(mag > 0, stft / torch.where(mag > 0, mag, 1), torch.ones_like(stft))
+def unit_phasor(stft: torch.Tensor, mag: torch.Tensor | None = None) -> torch.Tensor:
+    """``stft / |stft|`` for a complex tensor, and 1 where it is exactly 0 (so silence stays finite).
+
+    ``mag`` (``stft.abs()``) may be passed when the caller has it already.
+    """
+    if mag is None:
+        mag = stft.abs()
+    nonzero = mag > 0
+    return torch.where(nonzero, stft / torch.where(nonzero, mag, 1), 1)
 
 
 def _soft_masks(vocals: torch.Tensor, instrumental: torch.Tensor, power: float, eps: float):

@@ -99,6 +99,13 @@ def plot(out: Path, header: list[str], table: list[list]) -> list[Path]:
             pts.sort()
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
         ax.set_xscale("log")
+        ticks = sorted({p[0] for pts in series.values() for p in pts if isinstance(p[0], (int, float))})
+        if ticks:
+            from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+            ax.set_xticks(ticks)
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("sampling steps")
         ax.set_ylabel("vocal SDR (dB)")
         ax.set_title("Vocal SDR vs sampling steps")

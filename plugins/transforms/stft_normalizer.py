@@ -185,7 +185,8 @@ class STFTNormalizer:
             mag = torch.exp(compressed) - self.eps
         else:
             mag = compressed
-        return mag.clamp_min(0) ** (1.0 / self.power)
+        mag = mag.clamp_min(0)
+        return mag if self.power == 1 else mag ** (1.0 / self.power)
 
     def _span(self, state: SpecState) -> tuple[torch.Tensor, torch.Tensor]:
         """(lo, hi - lo) shaped (batch, 1, 1, 1); a silent item's zero span becomes eps, keeping it finite."""
@@ -207,7 +208,7 @@ class STFTNormalizer:
         if self.normalization == "none":
             return self._expand(spec)
         lo, span = self._span(state)
-        return self._expand((spec + 1) / 2 * span + lo)
+        return self._expand((spec + 1).mul_(span / 2).add_(lo))
 
     # ----- audio <-> normalized spec ---------------------------------------
     def encode(self, audio: torch.Tensor) -> tuple[torch.Tensor, SpecState]:
@@ -218,7 +219,7 @@ class STFTNormalizer:
         """
         complex_spec = self.stft(audio)
         mag = complex_spec.abs()
-        phase = unit_phasor(complex_spec)
+        phase = unit_phasor(complex_spec, mag)
         compressed = self._compress(mag)
         state = SpecState(
             phase=phase,
