@@ -150,3 +150,22 @@ def test_bad_values_are_one_line_errors(tmp_path):
         p = run_cli("run", q, TINY, "--gin_param", binding, "--out", tmp_path / "x")
         assert_one_line_error(p, 2, needle)
         assert not (tmp_path / "x").exists()
+
+
+def test_final_evaluation_scores_test_and_unseen_sets(tmp_path):
+    out = tmp_path / "run"
+    p = run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, "--gin_param", "FINAL_EVALUATION=True",
+                "--gin_param", "Experiment.unseen_synthetic={'tracks': 1, 'test_tracks': 1, 'seconds': 2.0, "
+                "'sample_rate': 22050, 'seed': 3, 'style': 'alt'}", "--out", out, check=0)
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    for key in ("test", "unseen"):
+        res = results[key]
+        assert res["tracks"] == 1
+        gain = res["model"]["vocals"]["SDR"] - res["baseline"]["vocals"]["SDR"]
+        assert abs(res["vocal_sdr_gain"] - gain) < 1e-9
+        assert (out / "eval" / key / "scores").is_dir() and list((out / "eval" / key / "estimates").rglob("vocals.wav"))
+    assert "vocal SDR gain over the mixture baseline" in p.stdout and (out / "results.md").is_file()
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["machine"]["cpu_capability"] and run_json["precision"] in ("bf16", "fp32")

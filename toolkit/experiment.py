@@ -14,7 +14,6 @@ from pathlib import Path
 
 import gin
 
-from . import parts
 from .errors import UserError
 from .train import TrainConfig
 
@@ -89,6 +88,12 @@ class Experiment:
 
     def unseen_root(self) -> Path | None:
         return ensure_synthetic(self.unseen_synthetic) if self.unseen_synthetic else None
+
+    def test_tracks(self, root) -> list:
+        """The musdb test tracks of ``root`` that evaluations score (the first ``evaluation_tracks``, or all)."""
+        from .data import open_db
+
+        return list(open_db(root, "test").tracks)[: self.evaluation_tracks or None]
 
 
 def cache_dir() -> Path:

@@ -10,14 +10,9 @@ from .io_utils import atomic_write_text
 
 
 def final_evaluation(exp, built, ema_model, device, precision, out, console, data_root, stop=None) -> dict:
-    from .data import open_db
-    from .separate import Engine, SeparationSettings, separate_array
+    from .separate import separate_array
 
-    settings = SeparationSettings(sampler=built.records["sampling"]["sampler"], steps=exp.sampling_steps,
-                                  sampler_options=dict(exp.sampler_options), post_filter=exp.post_filter,
-                                  segment_seconds=built.segment_seconds, seed=exp.seed)
-    engine = Engine(ema_model, built.diffusion, built.transform, sample_rate=built.sample_rate,
-                    channels=built.channels, device=device, precision=precision, settings=settings)
+    engine = built.engine(ema_model, device, precision)
 
     def separate(mixture, rate, track):
         if stop is not None:
@@ -30,8 +25,7 @@ def final_evaluation(exp, built, ema_model, device, precision, out, console, dat
     if unseen is not None:
         sets.append(("unseen", unseen))
     for key, root in sets:
-        db = open_db(root, "test")
-        tracks = list(db.tracks)[: exp.evaluation_tracks or None]
+        tracks = exp.test_tracks(root)
         with Progress(console=console) as bar:
             task = bar.add_task(f"evaluate {key}", total=len(tracks))
             res = evaluate_tracks(tracks, separate, out / "eval" / key,

@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from datetime import datetime
 from pathlib import Path
 
-import gin
 import torch
 from rich.console import Console
 from rich.panel import Panel
@@ -106,6 +104,17 @@ class Built:
             "post_filter": exp.post_filter, "prediction": exp.prediction, "sample_rate": self.sample_rate,
             "channels": self.channels, "segment_seconds": self.segment_seconds,
         }
+
+    def engine(self, model, device, precision):
+        """The separation engine of this experiment's sampling settings around ``model`` (e.g. the EMA weights)."""
+        from .separate import Engine, SeparationSettings
+
+        exp = self.exp
+        settings = SeparationSettings(sampler=self.records["sampling"]["sampler"], steps=exp.sampling_steps,
+                                      sampler_options=dict(exp.sampler_options), post_filter=exp.post_filter,
+                                      segment_seconds=self.segment_seconds, seed=exp.seed)
+        return Engine(model, self.diffusion, self.transform, sample_rate=self.sample_rate, channels=self.channels,
+                      device=device, precision=precision, settings=settings)
 
 
 def resume_state(out: Path, built: Built, net) -> tuple[Path, dict]:

@@ -194,7 +194,6 @@ def run_cell(spec: SweepSpec, cell: Cell, console=None) -> dict:
     from rich.console import Console
 
     from .api import Separator
-    from .data import open_db
     from .evaluate import evaluate_tracks
     from .runner import build_experiment
     from .separate import separate_array
@@ -214,8 +213,7 @@ def run_cell(spec: SweepSpec, cell: Cell, console=None) -> dict:
                                         steps=exp.sampling_steps, post_filter=exp.post_filter, seed=exp.seed)
         if exp.sampler_options:
             sep.engine.settings.sampler_options.update(exp.sampler_options)
-        root = exp.data_root() or _dataset_root(run_dir)
-        tracks = list(open_db(root, "test").tracks)[: exp.evaluation_tracks or None]
+        tracks = exp.test_tracks(exp.data_root() or _dataset_root(run_dir))
         res = evaluate_tracks(tracks, lambda m, r, t: separate_array(sep.engine, m, r), cell_dir, baseline=False,
                               save_estimates=False)
         atomic_write_text(cell_dir / "operative_config.gin", config.operative_config() + "\n" + config.config_str())
@@ -242,7 +240,6 @@ def _dataset_root(run_dir: Path):
 
 def baseline(spec: SweepSpec, console=None) -> dict | None:
     """Scores of the mixture-as-estimate baseline on the sweep's test set (once per sweep)."""
-    from .data import open_db
     from .evaluate import evaluate_tracks
 
     path = Path(spec.out) / "baseline.json"
@@ -255,8 +252,7 @@ def baseline(spec: SweepSpec, console=None) -> dict | None:
         from .runner import build_experiment
 
         exp = build_experiment()
-        root = exp.data_root() or _dataset_root(spec.train_dir(cell.train_key))
-        tracks = list(open_db(root, "test").tracks)[: exp.evaluation_tracks or None]
+        tracks = exp.test_tracks(exp.data_root() or _dataset_root(spec.train_dir(cell.train_key)))
     finally:
         gin.clear_config()
     res = evaluate_tracks(tracks, lambda m, r, t: (m, m), Path(spec.out) / "baseline", baseline=False, save_estimates=False)

@@ -10,8 +10,6 @@ import torch
 
 
 def make_validate_fn(built, valid_set, device, precision, cfg):
-    from .separate import Engine, SeparationSettings
-
     n = min(len(valid_set), max(1, cfg.validation_segments))
     items = [valid_set[i] for i in range(n)]
     exp = built.exp
@@ -19,11 +17,7 @@ def make_validate_fn(built, valid_set, device, precision, cfg):
     def validate(ema_model, step, logger) -> float:
         import museval
 
-        settings = SeparationSettings(sampler=built.records["sampling"]["sampler"], steps=exp.sampling_steps,
-                                      sampler_options=dict(exp.sampler_options), post_filter=exp.post_filter,
-                                      segment_seconds=built.segment_seconds, seed=exp.seed)
-        engine = Engine(ema_model, built.diffusion, built.transform, sample_rate=built.sample_rate,
-                        channels=built.channels, device=device, precision=precision, settings=settings)
+        engine = built.engine(ema_model, device, precision)
         mix = torch.stack([it["mixture"] for it in items])
         inst = engine.instrumental(mix, [exp.seed * 1000 + i for i in range(n)]).cpu()
         voc = mix - inst
