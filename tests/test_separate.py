@@ -140,3 +140,34 @@ def test_evaluate_estimates_reproduces_museval_reference(tmp_path):
         for f_ours, f_ref in zip(t_ours["frames"], t_ref["frames"]):
             for metric in ("SDR", "SIR", "SAR", "ISR"):
                 assert np.allclose(f_ours["metrics"][metric], f_ref["metrics"][metric], atol=0.1), (metric, f_ours, f_ref)
+
+
+PLUGIN_SAMPLER = '''
+import torch
+from toolkit import registry
+
+@registry.register("samplers", "x0_in_one_step")
+def x0_in_one_step(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, callback=None):
+    """Third-party sampler: one jump from x_T to the predicted x0 at the last timestep."""
+    t = torch.full((x_T.shape[0],), diffusion.num_timesteps - 1, dtype=torch.long, device=x_T.device)
+    x0 = diffusion.predict_x0(x_T, t, model_fn(x_T, t, cond)).clamp(-1, 1)
+    if callback:
+        callback(0, 1, x0)
+    return x0
+'''
+
+
+def test_plugin_sampler_written_outside_the_repo_separates(checkpoint, tmp_path):
+    plugin = tmp_path / "my_sampler.py"
+    plugin.write_text(PLUGIN_SAMPLER)
+    song = tmp_path / "p.wav"
+    sf.write(song, _song(22050, 1).T, 22050, subtype="FLOAT")
+    run_cli("separate", song, "--checkpoint", checkpoint, "--plugin", plugin, "--sampler", "x0_in_one_step",
+            "--out", tmp_path / "o", check=0)
+    v, _ = sf.read(tmp_path / "o" / "p" / "vocals.wav", always_2d=True)
+    i, _ = sf.read(tmp_path / "o" / "p" / "instrumental.wav", always_2d=True)
+    mix, _ = sf.read(song, always_2d=True)
+    assert np.abs(v + i - mix).max() < 1e-5 and np.abs(i).max() > 0
+    p = run_cli("separate", song, "--checkpoint", checkpoint, "--sampler", "x0_in_one_stp", "--plugin", plugin,
+                "--out", tmp_path / "o2")
+    assert_one_line_error(p, 2, "did you mean 'x0_in_one_step'")
