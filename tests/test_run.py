@@ -169,3 +169,23 @@ def test_final_evaluation_scores_test_and_unseen_sets(tmp_path):
     assert "vocal SDR gain over the mixture baseline" in p.stdout and (out / "results.md").is_file()
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["machine"]["cpu_capability"] and run_json["precision"] in ("bf16", "fp32")
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_each_prediction_target_trains_records_and_separates(prediction, tmp_path):
+    import numpy as np
+
+    from toolkit import Separator
+
+    out = tmp_path / "run"
+    run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, "--gin_param", f"PREDICTION='{prediction}'",
+            "--gin_param", "TRAIN_STEPS=2", "--out", out, check=0)
+    ckpt = out / "checkpoints" / "last.pt"
+    state = torch.load(ckpt, weights_only=True)
+    assert state["meta"]["parts"]["sampling"]["prediction"] == prediction
+    assert f"PREDICTION = '{prediction}'" in state["config"]
+    sep = Separator.from_checkpoint(ckpt)
+    assert sep.engine.diffusion.prediction == prediction
+    audio = np.random.default_rng(0).standard_normal((1, 11025)).astype(np.float32) * 0.1
+    vocals, inst = sep(audio, 22050)
+    assert torch.isfinite(vocals).all() and torch.allclose(vocals + inst, torch.from_numpy(audio), atol=1e-6)
