@@ -41,9 +41,4 @@ def raw_fn(net: nn.Module, device: torch.device, precision: str):
 
 def epsilon_fn(net: nn.Module, diffusion, device: torch.device, precision: str):
     """``model_fn(x_t, t, cond) -> epsilon`` for the sampler contract."""
-    raw = raw_fn(net, device, precision)
-
-    def model_fn(x_t, t, cond):
-        return diffusion.to_eps(x_t, t, raw(x_t, t, cond))
-
-    return model_fn
+    return diffusion.eps_model(raw_fn(net, device, precision))

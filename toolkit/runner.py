@@ -100,7 +100,7 @@ class Built:
         self.loss_fn, self.records["loss"] = parts.build("losses", exp.loss)
         sampler_name = registry.name_of("samplers", exp.sampler)
         self.records["sampling"] = {
-            "sampler": sampler_name, "steps": exp.sampling_steps, "options": parts._plain(exp.sampler_options),
+            "sampler": sampler_name, "steps": exp.sampling_steps, "options": parts.plain(exp.sampler_options),
             "post_filter": exp.post_filter, "prediction": exp.prediction, "sample_rate": self.sample_rate,
             "channels": self.channels, "segment_seconds": self.segment_seconds,
         }

@@ -15,7 +15,7 @@ import warnings
 import random
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import gin
 import numpy as np
@@ -159,10 +159,6 @@ class StopSignals:
             raise Interrupted(self.code, what)
 
 
-def batch_indices(step: int, batch_size: int) -> list[int]:
-    return [step * batch_size + j for j in range(batch_size)]
-
-
 class Timer:
     def __init__(self):
         self.start = time.perf_counter()
@@ -171,11 +167,6 @@ class Timer:
         return (time.perf_counter() - self.start) / 60.0
 
 
-def field_names() -> list[str]:
-    return [f.name for f in TrainConfig.__dataclass_fields__.values()]
-
-
-__all__ = ["TrainConfig", "cosine_with_warmup", "rng_state", "set_rng_state", "StopSignals", "batch_indices", "Timer", "field"]
 
 
 class Trainer:
