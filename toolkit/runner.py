@@ -151,12 +151,11 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     config.parse(files, bindings, plugins)
     exp = build_experiment()
     out = Path(out) if out else default_out_dir(str(files[0]))
-    if int(os.environ.get("RANK", "0")) == 0:  # DDP: one rank owns the folder (others would see its first checkpoint)
-        prepare_out_dir(out, resume)
-    parsed_config = config.config_str()  # written once the run is known to start (a failed --resume changes nothing)
-
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if rank == 0:  # DDP: one rank owns the folder (others would see its first checkpoint)
+        prepare_out_dir(out, resume)
+    parsed_config = config.config_str()  # written once the run is known to start (a failed --resume changes nothing)
     cfg = exp.train
     device = resolve_device(cfg.device)
     if world > 1:

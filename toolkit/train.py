@@ -195,7 +195,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, cosine_with_warmup(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
         self.scaler = torch.amp.GradScaler("cuda", enabled=(precision == "fp16" and device.type == "cuda"))
-        self.noise_gen = torch.Generator().manual_seed(seed * 7 + 1)
+        self.noise_gen = torch.Generator().manual_seed(self._noise_seed())
         self.step = 0
         self.best_sdr = -float("inf")
         self.nonfinite_run = 0
@@ -239,13 +239,17 @@ class Trainer:
         self.history = list(state.get("history", []))
         set_rng_state(state["rng"], self.noise_gen)
         if self.rank:  # the checkpoint holds rank 0's noise stream: other ranks derive their own
-            self.noise_gen.manual_seed(self.seed * 7 + 1 + 100_003 * self.rank + self.step)
+            self.noise_gen.manual_seed(self._noise_seed() + self.step)
+
+    def _noise_seed(self) -> int:
+        """Seed of this rank's (t, noise) stream; rank 0 is the single-process stream."""
+        return self.seed * 7 + 1 + 100_003 * self.rank
 
     def set_rank(self, rank: int, world: int) -> None:
         """Join a DDP group: each rank its own slice of the data and its own noise stream (rank 0 keeps the single-process ones)."""
         self.rank, self.world = rank, world
         if rank:
-            self.noise_gen.manual_seed(self.seed * 7 + 1 + 100_003 * rank)
+            self.noise_gen.manual_seed(self._noise_seed())
 
     def save(self) -> None:
         from . import checkpoint
