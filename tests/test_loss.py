@@ -9,6 +9,11 @@ registry.load_builtin_plugins()
 CounterfactualLoss = registry.get("losses", "counterfactual")
 
 
+def normalized_loss(**kwargs):
+    """The vocal term in the network's own space: needs no transform."""
+    return CounterfactualLoss(vocal_space="normalized", **kwargs)
+
+
 def batch(seed=0, shape=(2, 1, 8, 8)):
     gen = torch.Generator().manual_seed(seed)
     instrumental = torch.rand(shape, generator=gen) - 0.5
@@ -28,7 +33,7 @@ def test_perfect_network_has_zero_loss(prediction):
     d = diffusion(prediction)
     x0, cond, vocals, noise, t = batch()
     net = lambda x_t, t_, c: d.training_target(x0, noise, t_, x_t)  # noqa: E731
-    total, parts = CounterfactualLoss()(net, d, x0, cond, vocals, t=t, noise=noise)
+    total, parts = normalized_loss()(net, d, x0, cond, vocals, t=t, noise=noise)
     assert set(parts) == {"diffusion", "vocal", "total"}
     assert total.ndim == 0 and parts["total"] is total
     assert parts["diffusion"].item() < 1e-10
@@ -39,7 +44,7 @@ def test_parts_and_weighting():
     d = diffusion("v")
     x0, cond, vocals, noise, t = batch()
     net = lambda x_t, t_, c: torch.zeros_like(x_t)  # noqa: E731
-    total, parts = CounterfactualLoss(vocal_weight=0.25)(net, d, x0, cond, vocals, t=t, noise=noise)
+    total, parts = normalized_loss(vocal_weight=0.25)(net, d, x0, cond, vocals, t=t, noise=noise)
     x_t = d.q_sample(x0, t, noise)
     target = d.training_target(x0, noise, t)
     torch.testing.assert_close(parts["diffusion"], target.square().mean())
@@ -57,7 +62,7 @@ def test_custom_to_vocals():
         seen.append((x0_hat.shape, c.shape))
         return vocals + 1.0
 
-    _, parts = CounterfactualLoss()(lambda x_t, t_, c: x0, d, x0, cond, vocals, t=t, noise=noise, to_vocals=to_vocals)
+    _, parts = normalized_loss()(lambda x_t, t_, c: x0, d, x0, cond, vocals, t=t, noise=noise, to_vocals=to_vocals)
     assert seen == [(x0.shape, cond.shape)]
     assert parts["vocal"].item() == pytest.approx(1.0)
 
@@ -70,7 +75,7 @@ def test_tiny_unet_overfits():
         in_channels=2, out_channels=1, base_channels=8, channel_mults=(1, 2), attention_levels=(1,), num_heads=2, groups=4
     )
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    loss = CounterfactualLoss()
+    loss = normalized_loss()
     history = []
     for _ in range(40):
         total, _ = loss(net, d, x0, cond, vocals, t=t, noise=noise)
@@ -86,9 +91,59 @@ def test_nan_input_raises():
     x0, cond, vocals, noise, t = batch()
     x0[0, 0, 0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match=r"non-finite loss \(diffusion=.*vocal=.*total=nan"):
-        CounterfactualLoss()(lambda x_t, t_, c: x_t, d, x0, cond, vocals, t=t, noise=noise)
+        normalized_loss()(lambda x_t, t_, c: x_t, d, x0, cond, vocals, t=t, noise=noise)
 
 
 def test_bad_weight():
     with pytest.raises(UserError, match="vocal_weight"):
         CounterfactualLoss(vocal_weight=-1)
+
+
+def test_bad_vocal_space_names_the_choices():
+    with pytest.raises(UserError, match="vocal_space 'linear'.*'normalized', 'magnitude'"):
+        CounterfactualLoss(vocal_space="linear")
+
+
+def positive_batch(seed=0, shape=(2, 1, 8, 8)):
+    """Linear magnitudes (instrumental, mixture, vocals) with mixture = instrumental + vocals >= 0."""
+    gen = torch.Generator().manual_seed(seed)
+    instrumental, vocals = torch.rand(shape, generator=gen) * 0.9, torch.rand(shape, generator=gen)
+    return instrumental, instrumental + vocals, vocals
+
+
+def test_magnitude_space_needs_to_magnitude():
+    d = diffusion("x0")
+    x0, cond, vocals = positive_batch()
+    with pytest.raises(ValueError, match="to_magnitude"):
+        CounterfactualLoss()(lambda x_t, t_, c: x0, d, x0, cond, vocals, t=torch.zeros(2, dtype=torch.long),
+                             noise=torch.zeros_like(x0))
+
+
+def test_magnitude_space_is_the_relative_magnitude_error():
+    """vocal = mean(((|mix| - |x0_hat|)+ - |vocals|)^2) / mean(|mix|^2) per item, through to_magnitude."""
+    d = diffusion("x0")
+    x0, cond, vocals = positive_batch()
+    t, noise = torch.tensor([0, 99]), torch.zeros_like(x0)
+    to_magnitude = lambda spec: spec * 2.0  # noqa: E731  (a stand-in transform inverse)
+    loss = CounterfactualLoss(vocal_weight=1.0)
+    _, perfect = loss(lambda x_t, t_, c: x0, d, x0, cond, vocals, t=t, noise=noise, to_magnitude=to_magnitude)
+    assert perfect["vocal"].item() < 1e-12
+    guess = x0 * 0.5  # a network that under-estimates the instrumental
+    _, parts = loss(lambda x_t, t_, c: guess, d, x0, cond, vocals, t=t, noise=noise, to_magnitude=to_magnitude)
+    mix, est, true = 2 * cond, (2 * cond - 2 * guess).clamp_min(0), 2 * vocals
+    scale = mix.square().mean(dim=(1, 2, 3), keepdim=True).sqrt()
+    torch.testing.assert_close(parts["vocal"], ((est - true) / scale).square().mean())
+    # the error of a loud item and of the same item 100x quieter count alike
+    loud = loss(lambda x_t, t_, c: guess, d, x0, cond, vocals, t=t, noise=noise, to_magnitude=lambda s: s * 100.0)[1]
+    torch.testing.assert_close(loud["vocal"], parts["vocal"])
+
+
+def test_magnitude_space_gradient_reaches_the_network():
+    d = diffusion("x0")
+    x0, cond, vocals = positive_batch()
+    w = torch.zeros(1, requires_grad=True)
+    _, parts = CounterfactualLoss(vocal_weight=1.0)(lambda x_t, t_, c: x0 * 0.5 + w, d, x0, cond, vocals,
+                                                    t=torch.tensor([0, 5]), noise=torch.zeros_like(x0),
+                                                    to_magnitude=lambda s: s)
+    parts["vocal"].backward()
+    assert w.grad is not None and w.grad.abs().item() > 0

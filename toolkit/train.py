@@ -53,6 +53,7 @@ class TrainConfig:
     max_minutes: float | None = None
     log_every: int = 10
     threads: int | None = None
+    last_timestep_fraction: float = 0.0
 
     def check(self) -> None:
         # A gin typo like BATCH_SIZE='x' or 2.5 must fail here, by name, not deep inside the loop.
@@ -75,6 +76,10 @@ class TrainConfig:
                 raise UserError(f"TrainConfig.{name} = {getattr(self, name)} must be >= 0")
         if not self.lr > 0:
             raise UserError(f"TrainConfig.lr = {self.lr} must be > 0")
+        value = self.last_timestep_fraction
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+            raise UserError(f"TrainConfig.last_timestep_fraction = {value!r} must be a number in [0, 1] "
+                            "(the share of each batch trained at the last timestep; 0 = uniform timesteps)")
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -269,6 +274,22 @@ class Trainer:
         return {k: torch.from_numpy(np.stack([it[k].numpy() for it in items])).to(self.device)
                 for k in ("mixture", "instrumental", "vocals")}
 
+    def sample_timesteps(self, batch: int) -> torch.Tensor:
+        """t: LongTensor (batch,) on the host, uniform over [0, T), with a share
+        ``last_timestep_fraction`` of the items moved to T - 1.
+
+        T - 1 (pure noise) is where every sampler starts and the only timestep a
+        one-step sampler visits, yet uniform sampling trains it 1/T of the time.
+        Like importance-sampled timesteps (Nichol & Dhariwal 2021, sec. 3.3) this
+        changes which timesteps the loss weights, not what each one learns.
+        """
+        num = self.diffusion.num_timesteps
+        t = torch.randint(0, num, (batch,), generator=self.noise_gen)
+        fraction = float(self.cfg.last_timestep_fraction)
+        if fraction > 0.0:  # no extra draw when off: runs without it keep their noise stream
+            t = torch.where(torch.rand(batch, generator=self.noise_gen) < fraction, num - 1, t)
+        return t
+
     def micro_step(self, batch: dict):
         from .model import raw_fn
 
@@ -277,7 +298,7 @@ class Trainer:
             cond, state = tr.encode(batch["mixture"])
             x0 = tr.encode_with(batch["instrumental"], state)
             vocals = tr.encode_with(batch["vocals"], state)
-        t = torch.randint(0, self.diffusion.num_timesteps, (x0.shape[0],), generator=self.noise_gen).to(self.device)
+        t = self.sample_timesteps(x0.shape[0]).to(self.device)
         noise = torch.randn(x0.shape, generator=self.noise_gen).to(self.device)
 
         def to_vocals(x0_hat, cond_):
@@ -285,8 +306,11 @@ class Trainer:
             inst_mag = tr.magnitude(x0_hat.clamp(-1, 1), state)
             return tr.normalize(torch.clamp(mix_mag - inst_mag, min=0.0), state)
 
+        def to_magnitude(spec):
+            return tr.magnitude(spec, state)
+
         return self.loss_fn(raw_fn(self.train_fn, self.device, self.precision), self.diffusion, x0, cond, vocals,
-                            t=t, noise=noise, to_vocals=to_vocals)
+                            t=t, noise=noise, to_vocals=to_vocals, to_magnitude=to_magnitude)
 
     def train_step(self) -> dict | None:
         cfg = self.cfg

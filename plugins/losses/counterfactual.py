@@ -4,6 +4,16 @@ The network generates the instrumental; the vocals are what the mixture has left
 ("counterfactual": had the instrumental been x0_hat, the vocals would be
 mixture - x0_hat). Penalizing that estimate against the true vocals ties the
 one-step instrumental estimate to the quantity that is scored.
+
+Where the vocal term is measured (``vocal_space``):
+
+- ``"normalized"``: in the network's space (compressed, min-max scaled), like
+  the diffusion term; every time-frequency bin weighs alike, quiet or loud.
+- ``"magnitude"``: in linear STFT magnitude, divided by each item's RMS mixture
+  magnitude. With the mixture phase shared by both estimates, the squared
+  magnitude error is the waveform error that SDR counts (Parseval), so loud bins
+  weigh as they do in the score; the per-item scale keeps quiet songs in the loss.
+  Measured on the quickstart: +6.3 dB vocal SDR gain against +5.4 (README, Results).
 """
 from __future__ import annotations
 
@@ -23,28 +33,50 @@ def subtract_from_mixture(x0_hat: torch.Tensor, cond: torch.Tensor) -> torch.Ten
     return cond - x0_hat
 
 
+VOCAL_SPACES = ("normalized", "magnitude")
+
+
+def relative_magnitudes(to_magnitude, x0_hat, cond, vocals):
+    """(vocals_hat, vocals) as linear magnitudes over each item's RMS mixture magnitude.
+
+    ``to_magnitude(spec) -> (batch, channels, freq, frames)`` linear magnitude of a
+    normalized spec; vocals_hat = max(|mixture| - |x0_hat|, 0), the separation's rule.
+    """
+    with torch.no_grad():
+        mixture = to_magnitude(cond.float())
+        scale = mixture.square().mean(dim=tuple(range(1, mixture.ndim)), keepdim=True).sqrt().clamp_min(1e-8)
+        target = to_magnitude(vocals.float()) / scale
+    estimate = (mixture - to_magnitude(x0_hat.clamp(-1.0, 1.0))).clamp_min(0.0) / scale
+    return estimate, target
+
+
 @registry.register("losses", "counterfactual")
 class CounterfactualLoss:
-    """MSE(pred, diffusion target) + vocal_weight * MSE(to_vocals(x0_hat, cond), vocals)."""
+    """MSE(pred, diffusion target) + vocal_weight * MSE(vocals_hat, vocals) in ``vocal_space``."""
 
-    def __init__(self, vocal_weight: float = 0.5):
-        if not vocal_weight >= 0.0:
-            raise UserError(f"losses.counterfactual: vocal_weight must be >= 0, got {vocal_weight}")
-        self.vocal_weight = vocal_weight
+    def __init__(self, vocal_weight: float = 0.5, vocal_space: str = "magnitude"):
+        if isinstance(vocal_weight, bool) or not isinstance(vocal_weight, (int, float)) or not vocal_weight >= 0.0:
+            raise UserError(f"losses.counterfactual: vocal_weight must be a number >= 0, got {vocal_weight!r}")
+        if vocal_space not in VOCAL_SPACES:
+            raise UserError(f"losses.counterfactual: vocal_space {vocal_space!r} is not one of "
+                            f"{', '.join(map(repr, VOCAL_SPACES))}")
+        self.vocal_weight, self.vocal_space = vocal_weight, vocal_space
 
     def __repr__(self):
-        return f"CounterfactualLoss(vocal_weight={self.vocal_weight})"
+        return f"CounterfactualLoss(vocal_weight={self.vocal_weight}, vocal_space={self.vocal_space!r})"
 
-    def __call__(self, net, diffusion, x0, cond, vocals, *, t, noise, to_vocals=None):
+    def __call__(self, net, diffusion, x0, cond, vocals, *, t, noise, to_vocals=None, to_magnitude=None):
         """Loss of ``net`` on one batch -> (total: scalar, parts: {"diffusion", "vocal", "total"}).
 
         x0: (batch, channels, freq, frames) normalized instrumental spec; cond: the
         normalized mixture (same shape as the network's conditioning); vocals: the
         normalized vocal spec (mixture's statistics); t: LongTensor (batch,);
         noise: like x0. ``net(x_t, t, cond)`` returns a prediction of type
-        ``diffusion.prediction``. ``to_vocals(x0_hat, cond) -> vocals_hat`` defaults
-        to :func:`subtract_from_mixture`. Raises FloatingPointError on a
-        non-finite total.
+        ``diffusion.prediction``. ``to_vocals(x0_hat, cond) -> vocals_hat`` (the
+        ``"normalized"`` space) defaults to :func:`subtract_from_mixture`;
+        ``to_magnitude(spec) -> linear magnitude`` (the transform's inverse, with
+        the batch's state) is required by the ``"magnitude"`` space. Raises
+        FloatingPointError on a non-finite total.
         """
         to_vocals = subtract_from_mixture if to_vocals is None else to_vocals
         x_t = diffusion.q_sample(x0, t, noise)
@@ -53,7 +85,13 @@ class CounterfactualLoss:
         pred = pred.float()
         diffusion_part = F.mse_loss(pred, diffusion.training_target(x0, noise, t, x_t).float())
         x0_hat = diffusion.to_x0(x_t.float(), t, pred)
-        vocal_part = F.mse_loss(to_vocals(x0_hat, cond.float()).float(), vocals.float())
+        if self.vocal_space == "magnitude":
+            if to_magnitude is None:
+                raise ValueError("vocal_space 'magnitude' needs to_magnitude (the transform's inverse); "
+                                 "the trainer passes it, direct callers must too")
+            vocal_part = F.mse_loss(*relative_magnitudes(to_magnitude, x0_hat, cond, vocals))
+        else:
+            vocal_part = F.mse_loss(to_vocals(x0_hat, cond.float()).float(), vocals.float())
         total = diffusion_part + self.vocal_weight * vocal_part
         parts = {"diffusion": diffusion_part, "vocal": vocal_part, "total": total}
         if not bool(torch.isfinite(total)):
