@@ -35,12 +35,22 @@ def instrumental_to_vocals(
 def unit_phasor(stft: torch.Tensor, mag: torch.Tensor | None = None) -> torch.Tensor:
     """``stft / |stft|`` for a complex tensor, and 1 where it is exactly 0 (so silence stays finite).
 
-    ``mag`` (``stft.abs()``) may be passed when the caller has it already.
+    ``mag`` (``stft.abs()``) may be passed when the caller has it already. Computed
+    on the real and imaginary parts: complex division and ``where`` on CPU were
+    measured 3-4x slower than these real ops.
     """
     if mag is None:
         mag = stft.abs()
-    nonzero = mag > 0
-    return torch.where(nonzero, stft / torch.where(nonzero, mag, 1), 1)
+    silent = mag == 0
+    parts = torch.view_as_real(stft) / torch.where(silent, 1, mag).unsqueeze(-1)  # (..., 2)
+    parts[..., 0].add_(silent.to(parts.dtype))  # 0 + 0j -> 1 + 0j
+    return torch.view_as_complex(parts if parts.stride(-1) == 1 else parts.contiguous())
+
+
+def with_phase(mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """Complex ``mag * phase`` from a real magnitude and unit phasors of the same shape (real ops, no promotion)."""
+    parts = torch.view_as_real(phase) * mag.unsqueeze(-1).to(phase.real.dtype)
+    return torch.view_as_complex(parts if parts.stride(-1) == 1 else parts.contiguous())
 
 
 def _soft_masks(vocals: torch.Tensor, instrumental: torch.Tensor, power: float, eps: float):
