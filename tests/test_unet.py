@@ -107,3 +107,20 @@ def test_cuda_bf16_matches_cpu():
         out = net(x.cuda(), t.cuda())
     assert out.dtype == torch.float32
     assert (out.cpu() - reference).abs().max() < 0.1 * reference.abs().max()
+
+
+def test_cond_skip_adds_the_conditioning_to_the_output():
+    plain = AttentionUNet(in_channels=4, out_channels=2, **TINY)
+    skip = AttentionUNet(in_channels=4, out_channels=2, cond_skip=True, **TINY)
+    skip.load_state_dict(plain.state_dict())  # no extra parameters
+    x, t = inputs(channels=4)
+    torch.testing.assert_close(skip(x, t), x[:, 2:])  # zero output conv: starts at "instrumental = mixture"
+    perturb_output_conv(plain)
+    perturb_output_conv(skip)
+    torch.testing.assert_close(skip(x, t), plain(x, t) + x[:, 2:])
+    torch.testing.assert_close(skip(x[:, :2], t, x[:, 2:]), skip(x, t))
+
+
+def test_cond_skip_needs_conditioning_channels():
+    with pytest.raises(UserError, match="cond_skip.*in_channels >= 2 \\* out_channels"):
+        AttentionUNet(in_channels=2, out_channels=2, cond_skip=True, **TINY)

@@ -96,6 +96,11 @@ class AttentionUNet(nn.Module):
     resolution; ``attention_levels`` lists the levels (0 = finest) with
     self-attention. Any input size works: it is zero-padded to a multiple of
     ``patch_size * 2**(len(channel_mults) - 1)`` and the output cropped back.
+    ``cond_skip`` adds the conditioning (the last ``out_channels`` input channels,
+    the mixture) to the output: with ``PREDICTION = 'x0'`` the network then learns
+    instrumental - mixture, zero where the mixture holds no voice, instead of the
+    whole spectrogram (the residual form of mask-estimating separators); it starts
+    from "instrumental = mixture" since the output conv is zero at init.
     """
 
     def __init__(
@@ -110,11 +115,16 @@ class AttentionUNet(nn.Module):
         dropout: float = 0.0,
         patch_size: int = 1,
         groups: int = 8,
+        cond_skip: bool = False,
     ):
         super().__init__()
         channel_mults, attention_levels = tuple(channel_mults), tuple(attention_levels)
         _check_args(base_channels, channel_mults, num_res_blocks, attention_levels, num_heads, patch_size, groups)
         self.in_channels, self.out_channels, self.patch_size = in_channels, out_channels, patch_size
+        if cond_skip and in_channels < 2 * out_channels:
+            raise UserError(f"backbones.attention_unet: cond_skip adds the last {out_channels} input channel(s) (the "
+                            f"conditioning) to the output; it needs in_channels >= 2 * out_channels, got {in_channels}")
+        self.cond_skip = bool(cond_skip)
         self.multiple = patch_size * 2 ** (len(channel_mults) - 1)
         self.base_channels = base_channels
         emb_dim = 4 * base_channels
@@ -179,8 +189,10 @@ class AttentionUNet(nn.Module):
                 h = upsample(F.interpolate(h, scale_factor=2.0, mode="nearest"))
             h = level(torch.cat([h, skips.pop()], dim=1), emb)
         h = self.conv_out(F.silu(self.norm_out(h)))
-        h = rearrange(h, "b (c p1 p2) f t -> b c (f p1) (t p2)", p1=p, p2=p)
-        return h[..., :freq, :frames].to(x.dtype)
+        h = rearrange(h, "b (c p1 p2) f t -> b c (f p1) (t p2)", p1=p, p2=p)[..., :freq, :frames]
+        if self.cond_skip:
+            h = h.float() + x[:, -self.out_channels:].float()
+        return h.to(x.dtype)
 
 
 def _check_args(base_channels, channel_mults, num_res_blocks, attention_levels, num_heads, patch_size, groups):
