@@ -9,6 +9,7 @@ run step by step.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import warnings
@@ -85,6 +86,15 @@ class TrainConfig:
         d = asdict(self)
         d["betas"] = list(d["betas"])
         return d
+
+
+def accepts_keyword(fn, name: str) -> bool:
+    """Whether ``fn(..., name=...)`` is accepted: losses written before a keyword existed keep working."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: pass only what every loss takes
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def cosine_with_warmup(warmup: int, total: int, min_ratio: float):
@@ -309,8 +319,9 @@ class Trainer:
         def to_magnitude(spec):
             return tr.magnitude(spec, state)
 
+        extra = {"to_magnitude": to_magnitude} if accepts_keyword(self.loss_fn, "to_magnitude") else {}
         return self.loss_fn(raw_fn(self.train_fn, self.device, self.precision), self.diffusion, x0, cond, vocals,
-                            t=t, noise=noise, to_vocals=to_vocals, to_magnitude=to_magnitude)
+                            t=t, noise=noise, to_vocals=to_vocals, **extra)
 
     def train_step(self) -> dict | None:
         cfg = self.cfg
