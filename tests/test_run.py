@@ -30,6 +30,21 @@ def test_every_experiment_parses_and_builds(gin_file):
         gin.clear_config()
 
 
+def test_quickstart_v1_part_restores_the_earlier_quickstart():
+    """gin/train/quickstart_v1.gin reproduces the README figures measured before issue 13's changes."""
+    from toolkit import config
+    from toolkit.runner import build_experiment
+
+    config.parse([REPO / "experiments" / "quickstart.gin", REPO / "gin" / "train" / "quickstart_v1.gin"])
+    try:
+        exp = build_experiment()
+        assert exp.train.steps == 1200 and exp.train.lr == 1e-3 and exp.synthetic["tracks"] == 24
+        assert gin.query_parameter("losses.counterfactual.vocal_space") == "normalized"
+        assert gin.query_parameter("backbones.attention_unet.cond_skip") is False
+    finally:
+        gin.clear_config()
+
+
 @pytest.mark.parametrize("gin_file", RUNNABLE, ids=lambda p: p.name)
 def test_every_experiment_trains_a_tiny_run(gin_file, tmp_path):
     out = tmp_path / "run"
