@@ -194,6 +194,7 @@ class Trainer:
         from .ema import EMA
 
         self.net, self.diffusion, self.transform, self.loss_fn = net, diffusion, transform, loss_fn
+        self.loss_takes_magnitude = accepts_keyword(loss_fn, "to_magnitude")  # read once, not every step
         self.train_set, self.valid_set = train_set, valid_set
         self.cfg, self.seed, self.meta = cfg, seed, meta
         self.run_dir = Path(run_dir)
@@ -319,7 +320,7 @@ class Trainer:
         def to_magnitude(spec):
             return tr.magnitude(spec, state)
 
-        extra = {"to_magnitude": to_magnitude} if accepts_keyword(self.loss_fn, "to_magnitude") else {}
+        extra = {"to_magnitude": to_magnitude} if self.loss_takes_magnitude else {}
         return self.loss_fn(raw_fn(self.train_fn, self.device, self.precision), self.diffusion, x0, cond, vocals,
                             t=t, noise=noise, to_vocals=to_vocals, **extra)
 
