@@ -44,12 +44,16 @@ def unit_phasor(stft: torch.Tensor, mag: torch.Tensor | None = None) -> torch.Te
     silent = mag == 0
     parts = torch.view_as_real(stft) / torch.where(silent, 1, mag).unsqueeze(-1)  # (..., 2)
     parts[..., 0].add_(silent.to(parts.dtype))  # 0 + 0j -> 1 + 0j
-    return torch.view_as_complex(parts if parts.stride(-1) == 1 else parts.contiguous())
+    return _as_complex(parts)
 
 
 def with_phase(mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
     """Complex ``mag * phase`` from a real magnitude and unit phasors of the same shape (real ops, no promotion)."""
-    parts = torch.view_as_real(phase) * mag.unsqueeze(-1).to(phase.real.dtype)
+    return _as_complex(torch.view_as_real(phase) * mag.unsqueeze(-1).to(phase.real.dtype))
+
+
+def _as_complex(parts: torch.Tensor) -> torch.Tensor:
+    """``(..., 2)`` real/imaginary parts -> complex ``(...)`` (a view where the layout allows)."""
     return torch.view_as_complex(parts if parts.stride(-1) == 1 else parts.contiguous())
 
 
@@ -91,7 +95,7 @@ def post_filter(
         raise UserError(f"unknown post-filter '{kind}'; known: {', '.join(POST_FILTERS)}")
     if kind == "none":
         phase = unit_phasor(mixture_stft)
-        return vocals_mag * phase, instrumental_mag * phase
+        return with_phase(vocals_mag, phase), with_phase(instrumental_mag, phase)
     if kind == "soft":
         vocals_mask, instrumental_mask = _soft_masks(vocals_mag, instrumental_mag, power, eps)
         return vocals_mask * mixture_stft, instrumental_mask * mixture_stft
@@ -103,7 +107,7 @@ def post_filter(
 def _wiener(mixture_stft, vocals_mag, instrumental_mag, iterations: int, eps: float):
     phase = unit_phasor(mixture_stft)
     # y: (batch, frames, freq, channels, sources) complex, the EM's working layout.
-    y = torch.stack([vocals_mag * phase, instrumental_mag * phase], dim=-1)
+    y = torch.stack([with_phase(vocals_mag, phase), with_phase(instrumental_mag, phase)], dim=-1)
     y = rearrange(y, "b c f t s -> b t f c s")
     x = rearrange(mixture_stft, "b c f t -> b t f c")
     if iterations == 0:
