@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit import registry
+from toolkit import host_memory, registry
 from toolkit.diffusion import GaussianDiffusion
 from toolkit.model import Denoiser
 from toolkit.precision import machine_info as toolkit_machine_info, resolve_device, resolve_precision
@@ -213,6 +213,7 @@ def pytest_runtest_logreport(report):
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own pytest_configure reads the option
 def pytest_configure(config):
     config._bench_started = time.time()
+    host_memory.keep_freed_memory()  # as `toolkit` runs: every benchmark, the fp32 baseline too, gets it
     threads = os.environ.get("BENCH_THREADS")
     if threads:  # e.g. 1 on a machine whose cores other jobs share: OpenMP barriers then dominate bf16 steps
         if not threads.isdigit() or int(threads) < 1:

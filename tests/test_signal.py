@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from toolkit.errors import UserError
-from toolkit.signal import POST_FILTERS, instrumental_to_vocals, post_filter, waveforms_from_estimate
+from toolkit.signal import (POST_FILTERS, instrumental_to_vocals, post_filter, rescaled, unit_phasor,
+                            waveforms_from_estimate, with_phase)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLIP = DATA / "musdb18-sample" / "train" / "Music Delta - 80s Rock.stem.mp4"
@@ -156,3 +157,15 @@ def test_unknown_kind_lists_the_known_ones():
     mixture, vocals_mag, instrumental_mag = mixture_and_estimates()
     with pytest.raises(UserError, match="none, soft, wiener"):
         post_filter(mixture, vocals_mag, instrumental_mag, kind="weiner")
+
+
+def test_rescaled_keeps_the_phase_and_gives_silent_bins_the_new_magnitude():
+    gen = torch.Generator().manual_seed(3)
+    stft = torch.complex(torch.randn(2, 1, 5, 7, generator=gen), torch.randn(2, 1, 5, 7, generator=gen))
+    stft[0, 0, 1, :3] = 0  # digital silence in the mixture
+    mag, new = stft.abs(), 3 * torch.rand(2, 1, 5, 7, generator=gen)
+    out = rescaled(stft, mag, new)
+    torch.testing.assert_close(out, with_phase(new, unit_phasor(stft, mag)))
+    torch.testing.assert_close(out.abs(), new)
+    torch.testing.assert_close(out[0, 0, 1, :3], new[0, 0, 1, :3].to(out.dtype))  # silence: phase 0, new size
+    torch.testing.assert_close(rescaled(stft, mag, mag), stft)  # its own magnitude: the STFT back

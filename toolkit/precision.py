@@ -13,6 +13,7 @@ import platform
 
 import torch
 
+from . import host_memory
 from .errors import UserError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -70,6 +71,7 @@ def machine_info(device: torch.device | None = None, precision: str | None = Non
         "cores": os.cpu_count(),
         "torch": str(torch.__version__),
         "device": str(device),
+        "host_allocator": host_memory.current(),
     }
     try:
         with open("/proc/cpuinfo") as fh:

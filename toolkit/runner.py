@@ -17,7 +17,7 @@ import torch
 from rich.console import Console
 from rich.panel import Panel
 
-from . import checkpoint, config, parts, registry
+from . import checkpoint, config, host_memory, parts, registry
 from .diffusion import GaussianDiffusion
 from .errors import Interrupted, UserError
 from .io_utils import atomic_write_text
@@ -168,6 +168,7 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     precision = resolve_precision(cfg.precision, device)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+    host_memory.keep_freed_memory()  # also when the run comes from the Python API, not the CLI
     info = machine_info(device, precision)
 
     torch.manual_seed(exp.seed)

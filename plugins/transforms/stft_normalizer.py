@@ -24,7 +24,7 @@ from einops import rearrange
 
 from toolkit import registry
 from toolkit.errors import UserError
-from toolkit.signal import unit_phasor, with_phase
+from toolkit.signal import rescaled, unit_phasor
 
 WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman": torch.blackman_window}
 COMPRESSIONS = ("log1p", "log", "none")
@@ -35,25 +35,36 @@ NORMALIZATIONS = ("minmax", "none")
 class SpecState:
     """What :meth:`STFTNormalizer.decode` needs to invert :meth:`~STFTNormalizer.encode`.
 
-    phase: (batch, channels, freq, frames) complex unit phasors of the mixture STFT
-        (1 where the mixture is exactly silent).
+    stft: (batch, channels, freq, frames) complex STFT of the mixture.
+    mag: (batch, channels, freq, frames) its magnitude, ``stft.abs()``.
     lo, hi: (batch,) per-item min and max of the compressed magnitude.
     length: samples per item of the original audio.
+
+    The mixture phase is kept as the STFT and its magnitude rather than as unit
+    phasors: decoding rescales the STFT in one multiply, and encoding a training
+    batch, which never decodes, does not pay for phasors it would not use.
     """
 
-    phase: torch.Tensor
+    stft: torch.Tensor
+    mag: torch.Tensor
     lo: torch.Tensor
     hi: torch.Tensor
     length: int
+
+    @property
+    def phase(self) -> torch.Tensor:
+        """(batch, channels, freq, frames) complex unit phasors of the mixture (1 where it is exactly silent)."""
+        return unit_phasor(self.stft, self.mag)
 
     def select(self, index) -> "SpecState":
         """The state of some items: ``index`` is an int, slice, list or bool/long tensor over batch."""
         if isinstance(index, int):
             index = slice(index, index + 1)
-        return replace(self, phase=self.phase[index], lo=self.lo[index], hi=self.hi[index])
+        return replace(self, stft=self.stft[index], mag=self.mag[index], lo=self.lo[index], hi=self.hi[index])
 
     def to(self, device) -> "SpecState":
-        return replace(self, phase=self.phase.to(device), lo=self.lo.to(device), hi=self.hi.to(device))
+        return replace(self, stft=self.stft.to(device), mag=self.mag.to(device), lo=self.lo.to(device),
+                       hi=self.hi.to(device))
 
 
 def _choice(name: str, value, allowed) -> None:
@@ -221,10 +232,10 @@ class STFTNormalizer:
         """
         complex_spec = self.stft(audio)
         mag = complex_spec.abs()
-        phase = unit_phasor(complex_spec, mag)
         compressed = self._compress(mag)
         state = SpecState(
-            phase=phase,
+            stft=complex_spec,
+            mag=mag,
             lo=compressed.amin(dim=(1, 2, 3)),
             hi=compressed.amax(dim=(1, 2, 3)),
             length=audio.shape[-1],
@@ -240,4 +251,4 @@ class STFTNormalizer:
 
     def decode(self, spec: torch.Tensor, state: SpecState) -> torch.Tensor:
         """``spec: (batch, channels, freq, frames)`` + state -> ``audio: (batch, channels, state.length)``."""
-        return self.istft(with_phase(self.magnitude(spec, state), state.phase), state.length)
+        return self.istft(rescaled(state.stft, state.mag, self.magnitude(spec, state)), state.length)
