@@ -124,3 +124,19 @@ def test_cond_skip_adds_the_conditioning_to_the_output():
 def test_cond_skip_needs_conditioning_channels():
     with pytest.raises(UserError, match="cond_skip.*in_channels >= 2 \\* out_channels"):
         AttentionUNet(in_channels=2, out_channels=2, cond_skip=True, **TINY)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+def test_cpu_math_attention_matches_scaled_dot_product_attention(dtype, tol):
+    from plugins.backbones.attention_unet import MATH_ATTENTION_MAX_TOKENS, attention
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 40, 8, generator=gen).to(dtype).requires_grad_(True) for _ in range(3))
+    dy = torch.randn(2, 4, 40, 8, generator=gen).to(dtype)
+    assert 40 <= MATH_ATTENTION_MAX_TOKENS  # the explicit path is the one compared
+    ours = attention(q, k, v)
+    theirs = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert ours.dtype == dtype
+    torch.testing.assert_close(ours, theirs, rtol=tol, atol=tol)
+    for a, b in zip(torch.autograd.grad(ours, (q, k, v), dy), torch.autograd.grad(theirs, (q, k, v), dy)):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
