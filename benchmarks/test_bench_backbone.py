@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from toolkit.precision import autocast
+from toolkit.train import adamw
 
 TRAIN_ROUNDS, FP32_ROUNDS, FORWARD_ROUNDS, MATMUL_ROUNDS = 5, 3, 10, 10
 
@@ -50,7 +51,7 @@ def as_toolkit_default(net: nn.Module, x: torch.Tensor):
 
 def train_step(net, x, t, target, device, precision, sync):
     """One forward + backward + AdamW step, closed over its optimizer: ``() -> None``."""
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    opt = adamw(net.parameters(), device, lr=1e-4)  # the trainer's optimizer, for every network compared
     scaler = torch.amp.GradScaler("cuda", enabled=(precision == "fp16" and device.type == "cuda"))
     net.train()
 
