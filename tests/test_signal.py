@@ -169,3 +169,6 @@ def test_rescaled_keeps_the_phase_and_gives_silent_bins_the_new_magnitude():
     torch.testing.assert_close(out.abs(), new)
     torch.testing.assert_close(out[0, 0, 1, :3], new[0, 0, 1, :3].to(out.dtype))  # silence: phase 0, new size
     torch.testing.assert_close(rescaled(stft, mag, mag), stft)  # its own magnitude: the STFT back
+    loud = stft[1:]  # no silent bin: the shortcut
+    assert loud.abs().amin() > 0
+    torch.testing.assert_close(rescaled(loud, loud.abs(), new[1:]), with_phase(new[1:], unit_phasor(loud)))

