@@ -145,7 +145,8 @@ class STFTNormalizer:
         audio = self._float(audio)
         batch, length = audio.shape[0], audio.shape[-1]
         x = rearrange(audio, "b c s -> (b c) s")
-        x = F.pad(x, (0, self._padded_length(length) - length))
+        if self._padded_length(length) > length:
+            x = F.pad(x, (0, self._padded_length(length) - length))
         spec = torch.stft(
             x, self.n_fft, self.hop_length, window=self._window(x), center=self.center,
             pad_mode="reflect", return_complex=True,
@@ -177,15 +178,15 @@ class STFTNormalizer:
         :meth:`_overlap_add`. ``start``: samples dropped at the front (``n_fft // 2`` when centered).
         """
         hops = self.n_fft // self.hop_length
-        frames = torch.fft.irfft(rearrange(x, "n f t -> n t f"), n=self.n_fft) * window  # (n, frames, n_fft)
+        frames = torch.fft.irfft(rearrange(x, "n f t -> n t f"), n=self.n_fft)  # (n, frames, n_fft), unwindowed
         count = frames.shape[1]
         pieces = rearrange(frames, "n t (r h) -> n t r h", r=hops)
-        squared = rearrange(window**2, "(r h) -> r h", r=hops)
+        window = rearrange(window, "(r h) -> r h", r=hops)
         signal = frames.new_zeros(frames.shape[0], count + hops - 1, self.hop_length)
         envelope = window.new_zeros(count + hops - 1, self.hop_length)
-        for r in range(hops):  # piece r of frame t lands at hop t + r
-            signal[:, r:r + count] += pieces[:, :, r]
-            envelope[r:r + count] += squared[r]
+        for r in range(hops):  # piece r of frame t lands at hop t + r, windowed on the way
+            signal[:, r:r + count].addcmul_(pieces[:, :, r], window[r])
+            envelope[r:r + count] += window[r] ** 2
         signal = rearrange(signal, "n t h -> n (t h)")[:, start:start + length]
         envelope = envelope.flatten()[start:start + length]
         inverse = torch.where(envelope > 1e-11, 1 / envelope.clamp_min(1e-11), 0)
@@ -206,8 +207,9 @@ class STFTNormalizer:
         return torch.where(envelope > 1e-11, signal / envelope.clamp_min(1e-11), torch.zeros_like(signal))
 
     # ----- magnitude <-> normalized spec -----------------------------------
-    def _compress(self, mag: torch.Tensor) -> torch.Tensor:
-        mag = mag.clamp_min(0)
+    def _compress(self, mag: torch.Tensor, nonnegative: bool = False) -> torch.Tensor:
+        if not nonnegative:
+            mag = mag.clamp_min(0)
         if self.power != 1:
             mag = mag ** self.power
         if self.compression == "log1p":
@@ -259,7 +261,7 @@ class STFTNormalizer:
         """
         complex_spec = self.stft(audio)
         mag = complex_abs(complex_spec)
-        compressed = self._compress(mag)
+        compressed = self._compress(mag, nonnegative=True)
         state = SpecState(
             stft=complex_spec,
             mag=mag,
@@ -274,7 +276,7 @@ class STFTNormalizer:
 
         Values may leave [-1, 1] where the signal is louder than the mixture.
         """
-        return self.normalize(complex_abs(self.stft(audio)), state)
+        return self._scale(self._compress(complex_abs(self.stft(audio)), nonnegative=True), state)
 
     def decode(self, spec: torch.Tensor, state: SpecState) -> torch.Tensor:
         """``spec: (batch, channels, freq, frames)`` + state -> ``audio: (batch, channels, state.length)``."""
