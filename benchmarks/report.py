@@ -47,6 +47,11 @@ TRAIN = "test_train_step_default"
 RATIOS = (
     Ratio("default_vs_fp32_eager", (TRAIN, "test_train_step_fp32_eager"), _time_ratio("test_train_step_fp32_eager", TRAIN),
           (">=", 2.0), "train-step speed-up of channels_last + auto-precision autocast over fp32 contiguous eager"),
+    Ratio("convs_default_vs_fp32_eager", ("test_convs_default", "test_convs_fp32_eager"),
+          _time_ratio("test_convs_fp32_eager", "test_convs_default"),
+          None, "the same speed-up for the step's convolutions alone: default_vs_fp32_eager if nothing else ran"),
+    Ratio("convs_share_of_train_step", (TRAIN, "test_convs_default"), _time_ratio("test_convs_default", TRAIN),
+          None, "time of the step's convolutions (forward + backward) / the default train step"),
     Ratio("vs_diffusers_unet2d", (TRAIN, "test_train_step_diffusers_unet2d"),
           _time_ratio("test_train_step_diffusers_unet2d", TRAIN),
           (">=", 1.2), "training throughput of attention_unet / diffusers UNet2DModel (params within 10%)"),

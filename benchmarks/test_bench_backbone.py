@@ -230,3 +230,59 @@ def test_matmul_peak(benchmark, sizes, device, precision, sync):
 
     benchmark.extra_info.update(flops=2 * n**3, n=n, dtype=str(dtype).removeprefix("torch."))
     benchmark.pedantic(matmul, rounds=MATMUL_ROUNDS, warmup_rounds=2)
+
+
+# -- the convolutions alone: the ceiling of default_vs_fp32_eager ------------------------------------------------
+def conv_calls(net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> list[tuple[nn.Conv2d, tuple[int, ...]]]:
+    """(module, input shape) of every ``Conv2d`` call in one forward of ``net``, in call order."""
+    calls = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: calls.append((m, tuple(args[0].shape))))
+             for m in net.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            net(x, t)
+    finally:
+        for h in hooks:
+            h.remove()
+    return calls
+
+
+def run_conv_bench(benchmark, net, x, t, device, precision, layout, sync, rounds):
+    """Forward + backward of every convolution of one train step, on inputs of the shapes they see, nothing else.
+
+    The first convolution (the stem, on data) gets no input gradient, as in training.
+    """
+    net = net.to(memory_format=layout)
+    calls = conv_calls(net, x.contiguous(memory_format=layout), t)
+    gen = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(shape, generator=gen).to(device).contiguous(memory_format=layout).requires_grad_(i > 0)
+              for i, (_, shape) in enumerate(calls)]
+    grads = []
+
+    def step():
+        net.zero_grad(set_to_none=True)
+        with autocast(device, precision):
+            outs = [module(inp) for (module, _), inp in zip(calls, inputs)]
+        if not grads:
+            grads.extend(torch.randn(o.shape, generator=gen).to(device, o.dtype).contiguous(memory_format=layout)
+                         for o in outs)
+        torch.autograd.backward(outs, grads)
+        sync()
+
+    benchmark.extra_info.update(convolutions=len(calls), precision=precision,
+                                layout="channels_last" if layout is torch.channels_last else "contiguous")
+    benchmark.pedantic(step, rounds=rounds, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="backbone-convs")
+def test_convs_default(benchmark, sizes, make_backbone, batch, device, precision, sync):
+    x, t, _ = batch
+    run_conv_bench(benchmark, make_backbone(sizes.backbone), x, t, device, precision, torch.channels_last, sync,
+                   TRAIN_ROUNDS)
+
+
+@pytest.mark.benchmark(group="backbone-convs")
+def test_convs_fp32_eager(benchmark, sizes, make_backbone, batch, device, sync):
+    x, t, _ = batch
+    run_conv_bench(benchmark, make_backbone(sizes.backbone), x, t, device, "fp32", torch.contiguous_format, sync,
+                   FP32_ROUNDS)
