@@ -15,6 +15,7 @@ scale and ``mixture = instrumental + vocals`` keeps meaning in magnitude.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -65,6 +66,12 @@ class SpecState:
     def to(self, device) -> "SpecState":
         return replace(self, stft=self.stft.to(device), mag=self.mag.to(device), lo=self.lo.to(device),
                        hi=self.hi.to(device))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_window(kind: str, n_fft: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The analysis window, built once per kind, size, dtype and device (building it is ~10 small ops; callers never write to it)."""
+    return WINDOWS[kind](n_fft, dtype=dtype, device=device)
 
 
 def _choice(name: str, value, allowed) -> None:
@@ -136,7 +143,7 @@ class STFTNormalizer:
         return audio if audio.dtype == torch.float64 else audio.float()
 
     def _window(self, like: torch.Tensor) -> torch.Tensor:
-        return WINDOWS[self.window](self.n_fft, dtype=like.dtype, device=like.device)
+        return _cached_window(self.window, self.n_fft, like.dtype, like.device)
 
     def stft(self, audio: torch.Tensor) -> torch.Tensor:
         """``audio: (batch, channels, samples)`` -> complex ``(batch, channels, freq, frames)``."""
@@ -221,13 +228,12 @@ class STFTNormalizer:
         return mag
 
     def _expand(self, compressed: torch.Tensor) -> torch.Tensor:
-        if self.compression == "log1p":
-            mag = torch.exp(compressed) - 1.0  # see _compress
-        elif self.compression == "log":
-            mag = torch.exp(compressed) - self.eps
-        else:
-            mag = compressed
-        mag = mag.clamp_min(0)
+        if self.compression == "none":
+            mag = compressed.clamp_min(0)
+        elif torch.is_grad_enabled() and compressed.requires_grad:  # exp's backward needs its own output intact
+            mag = (torch.exp(compressed) - (1.0 if self.compression == "log1p" else self.eps)).clamp_min(0)
+        else:  # decoding: the same values, one buffer instead of three
+            mag = torch.exp(compressed).sub_(1.0 if self.compression == "log1p" else self.eps).clamp_min_(0)
         return mag if self.power == 1 else mag ** (1.0 / self.power)
 
     def _span(self, state: SpecState) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,7 +249,7 @@ class STFTNormalizer:
         if self.normalization == "none":
             return compressed
         lo, span = self._span(state)
-        return (compressed - lo).mul_(2.0).div_(span).sub_(1.0)
+        return (compressed - lo).div_(span / 2).sub_(1.0)  # = 2 (c - lo) / span, bit for bit (halving is exact)
 
     def magnitude(self, spec: torch.Tensor, state: SpecState) -> torch.Tensor:
         """``spec: (batch, channels, freq, frames)`` -> linear magnitude (>= 0); inverse of :meth:`normalize`."""
