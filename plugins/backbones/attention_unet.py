@@ -58,14 +58,16 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     """softmax(q k^T / sqrt(d)) v; q, k, v: (batch, heads, tokens, d) -> (batch, heads, tokens, d).
 
     On the CPU, up to ``MATH_ATTENTION_MAX_TOKENS`` tokens, as explicit matmuls
-    with the softmax in fp32: PyTorch's fused CPU kernel was slower there
+    and a softmax in the input's dtype (PyTorch's CPU softmax accumulates bf16
+    in fp32; casting the scores to fp32 and back cost 3 ms of a quickstart
+    step): PyTorch's fused CPU kernel was slower there
     (forward + backward, 8 items x 4 heads x 32 dims, bf16: 363 tokens 8.5 ms
     against 16.8, 726 tokens 31 against 61; 1452 tokens 244 against 153).
     Elsewhere, and on CUDA always, ``F.scaled_dot_product_attention``.
     """
     if q.device.type == "cpu" and q.shape[-2] <= MATH_ATTENTION_MAX_TOKENS:
         scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
-        return scores.float().softmax(-1).to(v.dtype) @ v
+        return scores.softmax(-1) @ v
     return F.scaled_dot_product_attention(q, k, v)
 
 
