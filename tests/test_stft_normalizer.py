@@ -223,3 +223,17 @@ def test_hop_overlap_add_matches_torch_istft(window, n_fft, hop):
     theirs = torch.istft(flat, n_fft, hop, window=transform._window(audio), center=True, length=5000).reshape(2, 3, -1)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours, audio, rtol=1e-4, atol=1e-4)
+
+
+def test_window_cached_in_inference_mode_still_serves_autograd():
+    """The window is cached across calls; one first built during separation (inference mode) must not break training."""
+    from plugins.transforms.stft_normalizer import _cached_window
+
+    _cached_window.cache_clear()
+    transform = STFTNormalizer(n_fft=256, hop_length=64)
+    with torch.inference_mode():
+        transform.encode(torch.randn(1, 1, 2000))
+    audio = torch.randn(1, 1, 2000, requires_grad=True)
+    spec, state = transform.encode(audio)
+    transform.decode(spec, state).sum().backward()  # would raise if the cached window were an inference tensor
+    assert audio.grad is not None and torch.isfinite(audio.grad).all()

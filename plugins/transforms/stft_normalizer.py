@@ -70,8 +70,13 @@ class SpecState:
 
 @functools.lru_cache(maxsize=32)
 def _cached_window(kind: str, n_fft: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The analysis window, built once per kind, size, dtype and device (building it is ~10 small ops; callers never write to it)."""
-    return WINDOWS[kind](n_fft, dtype=dtype, device=device)
+    """The analysis window, built once per kind, size, dtype and device (building it is ~10 small ops; callers never write to it).
+
+    Built outside inference mode even when first asked for inside it, so a later
+    STFT that autograd records can still save it.
+    """
+    with torch.inference_mode(False):
+        return WINDOWS[kind](n_fft, dtype=dtype, device=device)
 
 
 def _choice(name: str, value, allowed) -> None:
