@@ -29,12 +29,11 @@ from toolkit import host_memory, registry  # noqa: E402
 from toolkit.precision import autocast, resolve_device, resolve_precision  # noqa: E402
 from toolkit.train import adamw  # noqa: E402
 
-GROUPS = {  # profiler op-name fragments -> a line of the summary
+GROUPS = {  # name fragments of an op or of any op or autograd node above it -> a line of the summary
     "convolution": "convolution (fwd + bwd)",
-    "group_norm": "GroupNorm (fwd + bwd)",
-    "attention": "attention",
-    "bmm": "attention", "softmax": "attention", "matmul": "attention",
-    "silu": "SiLU (fwd + bwd)",
+    "group_norm": "GroupNorm (fwd + bwd)", "GroupNorm": "GroupNorm (fwd + bwd)",
+    "attention": "attention", "bmm": "attention", "softmax": "attention", "matmul": "attention",
+    "silu": "SiLU (fwd + bwd)", "Silu": "SiLU (fwd + bwd)",
     "adamw": "optimizer", "Optimizer": "optimizer",
 }
 
@@ -52,13 +51,23 @@ def step_fn(net, x, t, target, device, precision):
     return step
 
 
+def family(event) -> str:
+    """The summary line of a profiled op: the first of it and its callers whose name matches ``GROUPS``."""
+    node = event
+    while node is not None:
+        for fragment, line in GROUPS.items():
+            if fragment in node.name:
+                return line
+        node = node.cpu_parent
+    return "other"
+
+
 def summarize(prof, steps: int) -> dict[str, float]:
-    """ms per step of each summary line, from self CPU/CUDA times of top-level-agnostic op names."""
+    """ms per step of each summary line: every op's self CPU time, charged to its family (its callers' included,
+    so the GroupNorm backward's own adds and sums count as GroupNorm, an autocast weight cast as convolution)."""
     totals: dict[str, float] = {}
-    for event in prof.key_averages():
-        if event.key.startswith(("autograd::", "Optimizer.zero_grad")):
-            continue  # wrappers: their self time is bookkeeping, already counted in the ops they call
-        line = next((name for fragment, name in GROUPS.items() if fragment in event.key), "other")
+    for event in prof.events():
+        line = family(event)
         totals[line] = totals.get(line, 0.0) + event.self_cpu_time_total / 1e3 / steps
     return totals
 
