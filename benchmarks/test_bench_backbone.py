@@ -33,6 +33,10 @@ def parameter_count(net: nn.Module) -> int:
 
 @pytest.fixture(scope="module")
 def batch(sizes, device):
+    return make_batch(sizes, device)
+
+
+def make_batch(sizes, device):
     """x: (batch, 2, freq, frames) noisy spec + mixture, t: (batch,), target: (batch, 1, freq, frames)."""
     gen = torch.Generator().manual_seed(0)
     b, _, f, t = sizes.spec_shape()
@@ -232,7 +236,7 @@ def test_matmul_peak(benchmark, sizes, device, precision, sync):
     benchmark.pedantic(matmul, rounds=MATMUL_ROUNDS, warmup_rounds=2)
 
 
-# -- the convolutions alone: the ceiling of default_vs_fp32_eager ------------------------------------------------
+# -- the convolutions alone: default_vs_fp32_eager if only they ran ------------------------------------------------
 def conv_calls(net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> list[tuple[nn.Conv2d, tuple[int, ...]]]:
     """(module, input shape) of every ``Conv2d`` call in one forward of ``net``, in call order."""
     calls = []

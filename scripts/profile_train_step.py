@@ -19,15 +19,14 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.conftest import sizes_for  # noqa: E402
+from benchmarks.test_bench_backbone import make_batch, train_step  # noqa: E402
 from toolkit import host_memory, registry  # noqa: E402
-from toolkit.precision import autocast, resolve_device, resolve_precision  # noqa: E402
-from toolkit.train import adamw  # noqa: E402
+from toolkit.precision import resolve_device, resolve_precision  # noqa: E402
 
 GROUPS = {  # name fragments of an op or of any op or autograd node above it -> a line of the summary
     "convolution": "convolution (fwd + bwd)",
@@ -36,19 +35,6 @@ GROUPS = {  # name fragments of an op or of any op or autograd node above it -> 
     "silu": "SiLU (fwd + bwd)", "Silu": "SiLU (fwd + bwd)",
     "adamw": "optimizer", "Optimizer": "optimizer",
 }
-
-
-def step_fn(net, x, t, target, device, precision):
-    opt = adamw(net.parameters(), device, lr=1e-4)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, precision):
-            out = net(x, t)
-        F.mse_loss(out.float(), target).backward()
-        opt.step()
-
-    return step
 
 
 def family(event) -> str:
@@ -84,17 +70,14 @@ def main() -> None:
     sizes = sizes_for(args.full)
     device = resolve_device("auto")
     precision = resolve_precision("auto", device)
-    gen = torch.Generator().manual_seed(0)
-    b, _, f, frames = sizes.spec_shape()
-    x = torch.randn(b, 2, f, frames, generator=gen).to(device)
-    t = torch.randint(0, sizes.num_timesteps, (b,), generator=gen).to(device)
-    target = torch.randn(b, 1, f, frames, generator=gen).to(device)
+    x, t, target = make_batch(sizes, device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)  # timings end when the GPU is done
     results = {}
     for mode, prec, layout in (("default", precision, torch.channels_last), ("fp32 eager", "fp32", torch.contiguous_format)):
         torch.manual_seed(0)
         net = registry.get("backbones", "attention_unet")(in_channels=2, out_channels=1, **sizes.backbone)
         net = net.to(device, memory_format=layout).train()
-        step = step_fn(net, x.contiguous(memory_format=layout), t, target, device, prec)
+        step = train_step(net, x.contiguous(memory_format=layout), t, target, device, prec, sync)
         for _ in range(2):
             step()
         times = []
