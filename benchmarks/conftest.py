@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from plugins.backbones import cpu_kernels
 from toolkit import host_memory, registry
 from toolkit.diffusion import GaussianDiffusion
 from toolkit.model import Denoiser
@@ -228,6 +229,8 @@ def pytest_configure(config):
 def pytest_benchmark_update_machine_info(config, machine_info):
     device = resolve_device("auto")
     machine_info["toolkit"] = toolkit_machine_info(device, resolve_precision("auto", device))
+    cpu_kernels.ops()  # the backbone's compiled GroupNorm + SiLU, or why not
+    machine_info["toolkit"]["cpu_kernels"] = cpu_kernels.state()
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):

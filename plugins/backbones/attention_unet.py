@@ -36,18 +36,18 @@ class ResBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, groups: int, dropout: float):
         super().__init__()
-        self.norm1 = GroupNorm(groups, in_ch)
+        self.norm1 = GroupNorm(groups, in_ch, silu=True)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.emb = nn.Linear(emb_dim, out_ch)
-        self.norm2 = GroupNorm(groups, out_ch)
+        self.norm2 = GroupNorm(groups, out_ch, silu=True)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x, emb):
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv1(self.norm1(x))
         h = h + rearrange(self.emb(emb), "b c -> b c 1 1")
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        h = self.conv2(self.dropout(self.norm2(h)))
         return self.skip(x) + h
 
 
@@ -174,7 +174,7 @@ class AttentionUNet(nn.Module):
             self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1) if i < last else nn.Identity())
             self.up.append(level(i, ch + widths[i], widths[i]))
             ch = widths[i]
-        self.norm_out = GroupNorm(groups, ch)
+        self.norm_out = GroupNorm(groups, ch, silu=True)
         self.conv_out = nn.Conv2d(ch, out_channels * patch_size**2, 3, padding=1)
         # zero output at init: the first predictions are 0 (improved-diffusion)
         nn.init.zeros_(self.conv_out.weight)
@@ -210,7 +210,7 @@ class AttentionUNet(nn.Module):
             if not isinstance(upsample, nn.Identity):
                 h = upsample(F.interpolate(h, scale_factor=2.0, mode="nearest"))
             h = level(torch.cat([h, skips.pop()], dim=1), emb)
-        h = self.conv_out(F.silu(self.norm_out(h)))
+        h = self.conv_out(self.norm_out(h))
         h = rearrange(h, "b (c p1 p2) f t -> b c (f p1) (t p2)", p1=p, p2=p)[..., :freq, :frames]
         if self.cond_skip:
             h = h.float() + x[:, -self.out_channels:].float()

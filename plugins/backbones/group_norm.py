@@ -1,95 +1,78 @@
-"""GroupNorm with a faster backward for channels_last CPU tensors with few channels per group.
+"""GroupNorm, optionally followed by SiLU, with a compiled kernel for channels_last CPU tensors.
 
-PyTorch's CPU ``native_group_norm_backward`` for bf16 channels_last input vectorizes
-over the channels of one group; with 4 or 8 channels per group (a 32- or
-64-channel level with 8 groups) it ran 3-12x slower than on a contiguous
-tensor, 25 ms of a 180 ms quickstart train step. Copying to contiguous and
-back costs as much as it saves (measured), so the backward here is written
-with whole-tensor ops that keep the layout (the standard GroupNorm gradient,
-e.g. Wu & He 2018, with sums over each group):
-
-    dx = rstd * w * dy - rstd * A / n - rstd**3 * Bc / n * (x - mean)
-
-where, per item and group, ``A = sum(w * dy)``, ``Bc = sum(w * dy * (x - mean))``
-and ``n`` counts the group's elements. The forward is PyTorch's own kernel,
-so outputs are bit-identical; gradients differ by rounding (bf16 products,
-fp32 sums).
+In a bf16 channels_last train step, PyTorch's CPU GroupNorm and SiLU (forward
+and backward) took ~33 ms of ~150 ms, three times their fp32 cost: its
+channels_last GroupNorm vectorizes over the few channels of one group, its
+backward converts whole tensors to fp32 for sums, and SiLU reads and writes
+the tensor once more each way. ``csrc/group_norm_silu.cpp`` does the norm and
+the activation in two passes forward and two backward (recomputing the
+activation's input rather than storing it), vectorized over all channels of a
+position (README, Performance). It runs for bf16 or fp32 channels_last CPU
+tensors when ``cpu_kernels.ops()`` has a build; everything else (CUDA,
+contiguous tensors, no compiler, ``TOOLKIT_CPU_KERNELS=off``) takes
+``F.group_norm`` then ``F.silu``. Both paths compute the same function; they
+differ by rounding (the kernel keeps y in fp32 between norm and SiLU and sums
+in fp32/double, so it is the closer of the two to float64: tests).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, repeat
 from torch import nn
+from torch.autograd.function import once_differentiable
 
-FAST_BELOW = 16  # channels per group under which the native channels_last backward was slower (measured)
+from . import cpu_kernels
 
 
 class GroupNorm(nn.GroupNorm):
-    """``nn.GroupNorm`` (same parameters, state dict and forward); x: (batch, channels, f, t) -> same.
+    """``nn.GroupNorm`` (same parameters and state dict), then SiLU when ``silu``; x: (batch, channels, f, t) -> same."""
 
-    Takes the layout-keeping backward for bf16/fp16 channels_last tensors on
-    the CPU with fewer than ``FAST_BELOW`` channels per group; PyTorch's otherwise.
-    """
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
+                 silu: bool = False, **kwargs):
+        super().__init__(num_groups, num_channels, eps=eps, affine=affine, **kwargs)
+        self.silu = silu
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", silu=True" if self.silu else "")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            x.device.type == "cpu"
-            and x.dtype in (torch.bfloat16, torch.float16)  # fp32 channels_last is fast in PyTorch (measured)
-            and x.dim() == 4
-            and self.num_channels // self.num_groups < FAST_BELOW
-            and self.affine
-            and torch.is_grad_enabled()
-            and (x.requires_grad or self.weight.requires_grad)
-            and x.is_contiguous(memory_format=torch.channels_last)
-            and not x.is_contiguous()
-        ):
-            return _ChannelsLastGroupNorm.apply(x, self.num_groups, self.weight, self.bias, self.eps)
-        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        if self.affine and uses_kernel(x):
+            if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad or self.bias.requires_grad):
+                return _FusedGroupNorm.apply(x, self.weight, self.bias, self.num_groups, self.eps, self.silu)
+            return cpu_kernels.ops().group_norm_forward(x, self.weight.float(), self.bias.float(), self.num_groups,
+                                                        self.eps, self.silu)[0]
+        y = F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        return F.silu(y) if self.silu else y
 
 
-class _ChannelsLastGroupNorm(torch.autograd.Function):
+def uses_kernel(x: torch.Tensor) -> bool:
+    """Whether ``GroupNorm`` takes the compiled kernel for x (builds it on the first such call)."""
+    return (
+        x.device.type == "cpu"
+        and x.dim() == 4
+        and x.numel() > 0
+        and x.dtype in (torch.bfloat16, torch.float32)
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and cpu_kernels.ops() is not None
+    )
+
+
+class _FusedGroupNorm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, groups: int, weight, bias, eps: float):
-        batch, channels = x.shape[:2]
-        y, mean, rstd = torch.ops.aten.native_group_norm(x, weight, bias, batch, channels, x[0, 0].numel(), groups, eps)
-        ctx.save_for_backward(x, weight, mean, rstd)
-        ctx.groups = groups
-        return y
+    def forward(ctx, x, weight, bias, groups: int, eps: float, silu: bool):
+        kernels = cpu_kernels.ops()
+        w, b = weight.float(), bias.float()
+        out, mean, rstd = kernels.group_norm_forward(x, w, b, groups, eps, silu)
+        ctx.save_for_backward(x, w, b, mean, rstd)
+        ctx.groups, ctx.silu, ctx.param_dtype = groups, silu, weight.dtype
+        return out
 
     @staticmethod
-    def backward(ctx, dy):
-        """dy: (batch, channels, f, t) channels_last -> dx (same layout), dweight, dbias: (channels,)."""
-        x, weight, mean, rstd = ctx.saved_tensors
-        groups, dtype = ctx.groups, x.dtype
-        batch, channels = x.shape[:2]
-        n = channels // groups * x[0, 0].numel()
-        mean, rstd = (rearrange(s, "b g -> b g 1") for s in (mean, rstd))  # (batch, groups, 1) fp32
-
-        def per_channel(stat):  # (batch, groups, 1) -> (batch, channels, 1, 1)
-            return repeat(stat, "b g 1 -> b (g c) 1 1", c=channels // groups)
-
-        mean_low = mean.to(dtype)  # centre on the mean as the input dtype holds it, correct the sums for the rest
-        centered = x - per_channel(mean_low)
-        offset = mean_low.float() - mean  # centered = (x - mean) - offset
-        dy_sum = dy.sum((2, 3), dtype=torch.float32)  # (batch, channels)
-        dy_centered = (dy * centered).sum((2, 3), dtype=torch.float32) + per_channel(offset)[..., 0, 0] * dy_sum
-        w = weight.float()
-
-        def group_sum(per_item_channel):  # (batch, channels) -> (batch, groups, 1)
-            return rearrange(per_item_channel, "b (g c) -> b g c", g=groups).sum(2, keepdim=True)
-
-        a, bc = group_sum(dy_sum * w), group_sum(dy_centered * w)
-        k_centered = -rstd**3 * bc / n
-        k_const = -rstd * a / n + k_centered * offset  # k * (x - mean) = k * centered + k * offset
-        scale = rearrange(rstd * rearrange(w, "(g c) -> 1 g c", g=groups), "b g c -> b (g c) 1 1")  # rstd * w
-        dx = None
-        if ctx.needs_input_grad[0]:
-            dx = centered.mul_(per_channel(k_centered).to(dtype))
-            dx.addcmul_(dy, scale.to(dtype)).add_(per_channel(k_const).to(dtype))
-        dw = db = None
-        if ctx.needs_input_grad[2]:
-            dw = (rearrange(dy_centered, "b (g c) -> b g c", g=groups) * rstd).sum(0).reshape(-1).to(weight.dtype)
-        if ctx.needs_input_grad[3]:
-            db = dy_sum.sum(0).to(weight.dtype)
-        return dx, None, dw, db, None
+    @once_differentiable
+    def backward(ctx, dz):
+        """dz: (batch, channels, f, t) -> dx (x's dtype, channels_last), dweight, dbias: (channels,)."""
+        x, w, b, mean, rstd = ctx.saved_tensors
+        dx, dw, db = cpu_kernels.ops().group_norm_backward(dz, x, mean, rstd, w, b, ctx.groups, ctx.silu)
+        need = ctx.needs_input_grad
+        return (dx if need[0] else None, dw.to(ctx.param_dtype) if need[1] else None,
+                db.to(ctx.param_dtype) if need[2] else None, None, None, None)

@@ -1,0 +1,94 @@
+"""The backbone's compiled CPU kernels (``csrc/``), built on first use for this machine.
+
+``ops()`` returns ``torch.ops.diffmsst_fused`` once the kernels are loaded, or
+``None`` (callers then use PyTorch's own ops) when they are switched off with
+``TOOLKIT_CPU_KERNELS=off`` or cannot be built (no C++ compiler, no ninja): that
+is said once, with the reason, as a warning. ``state()`` is the line that
+benchmarks and run logs record.
+
+The build uses ``torch.utils.cpp_extension.load`` (ninja, the C++ compiler,
+``-O3 -march=native``) into PyTorch's extension cache
+(``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``); the name
+carries a hash of the sources, flags, torch version and the CPU's feature
+flags, so a cache shared with another CPU never loads code built for this one.
+First build: ~10 s; later processes only load the library.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import platform
+import warnings
+from pathlib import Path
+
+import torch
+
+SOURCES = (Path(__file__).parent / "csrc" / "group_norm_silu.cpp",)
+FLAGS = ("-O3", "-march=native", "-fopenmp")
+ENV = "TOOLKIT_CPU_KERNELS"
+
+_state = "not loaded yet"
+
+
+def _cpu_flags() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    return platform.processor()
+
+
+def _name() -> str:
+    digest = hashlib.sha256()
+    for part in (*[p.read_bytes() for p in SOURCES], " ".join(FLAGS).encode(), torch.__version__.encode(),
+                 _cpu_flags().encode()):
+        digest.update(part)
+    return f"diffmsst_cpu_kernels_{digest.hexdigest()[:12]}"
+
+
+@contextlib.contextmanager
+def _ninja_on_path():
+    """cpp_extension runs ``ninja`` from PATH; the venv's (pip's ninja) is not on it unless the venv is activated."""
+    old = os.environ.get("PATH", "")
+    try:
+        import ninja
+
+        os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, old])
+    except ImportError:
+        pass
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = old
+
+
+@functools.lru_cache(maxsize=None)
+def ops():
+    """``torch.ops.diffmsst_fused`` with this machine's build loaded, or None (see the module docstring)."""
+    global _state
+    if os.environ.get(ENV, "on").lower() in ("off", "0", "false", "no"):
+        _state = f"off ({ENV}={os.environ[ENV]})"
+        return None
+    try:
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its 'no CUDA runtime' note
+        from torch.utils.cpp_extension import load
+
+        with _ninja_on_path():
+            load(name=_name(), sources=[str(p) for p in SOURCES], extra_cflags=list(FLAGS),
+                 extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
+    except Exception as err:  # noqa: BLE001  (no compiler, no ninja, a build error: fall back, say why once)
+        reason = " ".join(str(err).split())[:300]
+        _state = f"unavailable, PyTorch's ops used instead ({type(err).__name__}: {reason})"
+        warnings.warn(f"compiled CPU kernels {_state}; GroupNorm + SiLU will be slower in bf16. "
+                      f"Install a C++ compiler and ninja, or set {ENV}=off to silence this.", stacklevel=2)
+        return None
+    _state = f"compiled ({_name()}, {' '.join(FLAGS)})"
+    return torch.ops.diffmsst_fused
+
+
+def state() -> str:
+    """What ``ops()`` did in this process: 'compiled (...)', 'off (...)', 'unavailable (...)' or 'not loaded yet'."""
+    return _state
