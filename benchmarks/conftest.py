@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from plugins.backbones import cpu_kernels
+from plugins import cpu_kernels
 from toolkit import host_memory, registry
 from toolkit.diffusion import GaussianDiffusion
 from toolkit.model import Denoiser

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugins.backbones import cpu_kernels
+from plugins import cpu_kernels
 from plugins.backbones.group_norm import GroupNorm, uses_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +152,7 @@ def run_python(code: str, **env) -> subprocess.CompletedProcess:
 
 PROBE = """
 import warnings, torch
-from plugins.backbones import cpu_kernels
+from plugins import cpu_kernels
 from plugins.backbones.group_norm import GroupNorm
 x = torch.randn(2, 32, 6, 5).bfloat16().contiguous(memory_format=torch.channels_last).requires_grad_(True)
 with warnings.catch_warnings(record=True) as caught:

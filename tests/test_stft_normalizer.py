@@ -238,3 +238,71 @@ def test_window_cached_in_inference_mode_still_serves_autograd():
     spec, state = transform.encode(audio)
     transform.decode(spec, state).sum().backward()  # would raise if the cached window were an inference tensor
     assert audio.grad is not None and torch.isfinite(audio.grad).all()
+
+
+# ----- the compiled encode / decode (plugins/csrc/spectrogram.cpp) against PyTorch's ops -----
+HAS_COMPILER = __import__("shutil").which(__import__("os").environ.get("CXX", "c++")) is not None
+needs_kernel = pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler on PATH: the kernels cannot be built")
+
+
+def _pytorch_only(tr: STFTNormalizer) -> STFTNormalizer:
+    """The same transform with the compiled kernels switched off (PyTorch's ops only)."""
+    plain = STFTNormalizer(**{k: getattr(tr, k) for k in ("n_fft", "hop_length", "window", "center", "power",
+                                                           "compression", "normalization", "eps")})
+    plain._kernels_for = lambda complex_spec: None
+    return plain
+
+
+@needs_kernel
+@pytest.mark.parametrize("options", [{}, {"compression": "log"}, {"compression": "none"}, {"normalization": "none"},
+                                     {"n_fft": 512, "hop_length": 200}])
+def test_compiled_encode_and_decode_match_pytorch(options):
+    tr = STFTNormalizer(**{"n_fft": 1024, "hop_length": 256, **options})
+    gen = torch.Generator().manual_seed(3)
+    audio = 0.1 * torch.randn(4, 2, 22050, generator=gen)
+    audio[1] = 0.0  # a silent item: zero span, every bin silent
+    assert tr._kernels_for(tr.stft(audio)) is not None  # the compiled path runs here
+    spec, state = tr.encode(audio)
+    ref_spec, ref_state = _pytorch_only(tr).encode(audio)
+    assert spec.stride() == ref_spec.stride() and state.mag.stride() == ref_state.mag.stride()
+    torch.testing.assert_close(state.mag, ref_state.mag, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(spec, ref_spec, rtol=0, atol=1e-6)
+    torch.testing.assert_close(state.lo, ref_state.lo, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(state.hi, ref_state.hi, rtol=1e-6, atol=1e-9)
+    if tr.normalization == "minmax":  # each sounding item still spans exactly [-1, 1]
+        sounding = [0, 2, 3]
+        assert (spec[sounding].amax(dim=(1, 2, 3)) == 1).all() and (spec[sounding].amin(dim=(1, 2, 3)) == -1).all()
+    other = 0.05 * torch.randn(4, 2, 22050, generator=gen)
+    # (relative: on the silent item's eps-wide span these values reach 1e7)
+    torch.testing.assert_close(tr.encode_with(other, state), _pytorch_only(tr).encode_with(other, ref_state),
+                               rtol=1e-5, atol=1e-6)
+    out, ref_out = tr.decode(spec, state), _pytorch_only(tr).decode(ref_spec, ref_state)
+    torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-6 * ref_out.abs().max().item())
+    assert out[1].abs().max() == 0  # silence decodes to zeros
+
+
+@needs_kernel
+def test_compiled_encode_propagates_nan_like_pytorch():
+    tr = STFTNormalizer(n_fft=256, hop_length=64)
+    audio = torch.randn(2, 1, 2000)
+    audio[0, 0, 500] = float("nan")
+    _, state = tr.encode(audio)
+    _, ref = _pytorch_only(tr).encode(audio)
+    assert state.lo[0].isnan() and state.hi[0].isnan() and ref.lo[0].isnan()
+    torch.testing.assert_close(state.hi[1], ref.hi[1])
+
+
+@needs_kernel
+def test_compiled_path_steps_aside_for_autograd_and_other_layouts():
+    tr = STFTNormalizer(n_fft=256, hop_length=64)
+    audio = torch.randn(2, 1, 2000, requires_grad=True)
+    spec, state = tr.encode(audio)
+    assert spec.grad_fn is not None  # PyTorch's ops: gradients reach the audio
+    spec.sum().backward()
+    assert audio.grad is not None and audio.grad.abs().sum() > 0
+    sliced = tr.stft(audio.detach())[:, :, :100]  # not dense: the kernels would read the wrong elements
+    assert tr._kernels_for(sliced) is None
+    with torch.no_grad():
+        spec, state = tr.encode(audio.detach())
+        x = spec.detach().contiguous()  # another layout than the STFT's: decode takes PyTorch's ops
+        torch.testing.assert_close(tr.decode(x, state), _pytorch_only(tr).decode(x, state), rtol=0, atol=1e-6)

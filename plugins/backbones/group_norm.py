@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from . import cpu_kernels
+from .. import cpu_kernels
 
 
 class GroupNorm(nn.GroupNorm):

@@ -27,6 +27,8 @@ from toolkit import registry
 from toolkit.errors import UserError
 from toolkit.signal import complex_abs, rescaled, unit_phasor
 
+from .. import cpu_kernels
+
 WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman": torch.blackman_window}
 COMPRESSIONS = ("log1p", "log", "none")
 NORMALIZATIONS = ("minmax", "none")
@@ -77,6 +79,16 @@ def _cached_window(kind: str, n_fft: int, dtype: torch.dtype, device: torch.devi
     """
     with torch.inference_mode(False):
         return WINDOWS[kind](n_fft, dtype=dtype, device=device)
+
+
+def _dense(x: torch.Tensor) -> bool:
+    """Whether x's elements fill a block of memory exactly once (some permutation of a contiguous layout)."""
+    expected = 1
+    for size, stride in sorted(zip(x.shape, x.stride()), key=lambda d: d[1]):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def _choice(name: str, value, allowed) -> None:
@@ -255,6 +267,10 @@ class STFTNormalizer:
         than one frame (down to one sample) are zero-padded internally.
         """
         complex_spec = self.stft(audio)
+        fused = self._fused_encode(complex_spec)
+        if fused is not None:
+            mag, spec, lo, hi = fused
+            return spec, SpecState(stft=complex_spec, mag=mag, lo=lo, hi=hi, length=audio.shape[-1])
         mag = complex_abs(complex_spec)
         compressed = self._compress(mag, nonnegative=True)
         state = SpecState(
@@ -271,8 +287,48 @@ class STFTNormalizer:
 
         Values may leave [-1, 1] where the signal is louder than the mixture.
         """
-        return self._scale(self._compress(complex_abs(self.stft(audio)), nonnegative=True), state)
+        complex_spec = self.stft(audio)
+        fused = self._fused_encode(complex_spec, state)
+        if fused is not None:
+            return fused[1]
+        return self._scale(self._compress(complex_abs(complex_spec), nonnegative=True), state)
+
+    def _fused_encode(self, complex_spec: torch.Tensor, state: SpecState | None = None):
+        """``(mag, spec, lo, hi)`` of :meth:`encode` from its STFT in the compiled kernel (``plugins/csrc/spectrogram.cpp``:
+        two passes instead of six), or None where it does not apply (see ``_kernels_for``). Same operations; |z| and
+        the log differ from PyTorch's by rounding (tests), the scaling is bit for bit the same.
+        """
+        kernels = self._kernels_for(complex_spec)
+        if kernels is None or (torch.is_grad_enabled() and complex_spec.requires_grad):
+            return None
+        offset = 1.0 if self.compression == "log1p" else self.eps
+        lo, hi = (state.lo, state.hi) if state is not None else (None, None)
+        return kernels.spec_encode(complex_spec, offset, self.compression != "none", self.normalization == "minmax",
+                                   self.eps, lo, hi)
+
+    def _kernels_for(self, complex_spec: torch.Tensor):
+        """``plugins.cpu_kernels.ops()`` when the compiled encode / decode can take this STFT: a CPU complex64
+        tensor, dense with the batch outermost (``torch.stft``'s layout), ``power == 1``, and a build; else None."""
+        if not (
+            complex_spec.device.type == "cpu"
+            and complex_spec.dtype == torch.complex64
+            and complex_spec.dim() == 4
+            and complex_spec.numel() > 0
+            and self.power == 1
+            and complex_spec.stride(0) == complex_spec[0].numel()
+            and _dense(complex_spec)
+        ):
+            return None
+        return cpu_kernels.ops()
 
     def decode(self, spec: torch.Tensor, state: SpecState) -> torch.Tensor:
         """``spec: (batch, channels, freq, frames)`` + state -> ``audio: (batch, channels, state.length)``."""
-        return self.istft(rescaled(state.stft, state.mag, self.magnitude(spec, state)), state.length)
+        kernels = self._kernels_for(state.stft)
+        if (kernels is not None and spec.dtype == torch.float32 and spec.stride() == state.stft.stride()
+                and not (torch.is_grad_enabled() and spec.requires_grad)):  # one compiled pass: exp, rescale
+            offset = 1.0 if self.compression == "log1p" else self.eps
+            complex_spec = kernels.spec_decode(spec, state.stft, state.mag, state.lo, state.hi, offset,
+                                               self.compression != "none", self.normalization == "minmax", self.eps)
+        else:
+            complex_spec = rescaled(state.stft, state.mag, self.magnitude(spec, state))
+        return self.istft(complex_spec, state.length)

@@ -19,53 +19,24 @@
 // Both passes run block by block (~1M elements of whole items), so the second
 // pass reads what the first left in cache. Rows are split into fixed chunks that
 // depend only on the shape, so results do not depend on the number of threads.
-// SiLU uses a Cephes-style expf (rounding error ~1e-7, far below bf16's 4e-3),
-// written here so that it vectorizes (GCC does not vectorize std::exp without
-// -ffast-math). Build flags and fallback: ../cpu_kernels.py.
+// SiLU uses vec_math.h's expf. Build flags and fallback: ../cpu_kernels.py.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "vec_math.h"
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <tuple>
 #include <vector>
 
 namespace {
 
-inline float load(const float* p, int64_t i) { return p[i]; }
-inline float load(const uint16_t* p, int64_t i) {
-  uint32_t bits = static_cast<uint32_t>(p[i]) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-inline void store(float* p, int64_t i, float v) { p[i] = v; }
-inline void store(uint16_t* p, int64_t i, float v) {  // round to nearest even, NaN stays NaN
-  uint32_t bits;
-  std::memcpy(&bits, &v, sizeof bits);
-  uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-  p[i] = static_cast<uint16_t>(v != v ? 0x7FC0u : rounded);
-}
-
-inline float exp_approx(float v) {  // Cephes expf: Cody-Waite reduction, degree-6 polynomial
-  v = v < -87.0f ? -87.0f : (v > 88.0f ? 88.0f : v);
-  const float magic = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer
-  float n = (v * 1.44269504088896341f + magic) - magic;
-  float r = v - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
+using diffmsst::exp_approx;
+using diffmsst::load;
+using diffmsst::store;
 
 inline float sigmoid(float v) { return 1.0f / (1.0f + exp_approx(-v)); }
 

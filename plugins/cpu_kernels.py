@@ -1,4 +1,7 @@
-"""The backbone's compiled CPU kernels (``csrc/``), built on first use for this machine.
+"""The plugins' compiled CPU kernels (``plugins/csrc/``), built on first use for this machine.
+
+Two users: the U-Net's GroupNorm + SiLU (``backbones/group_norm.py``) and the STFT
+normalizer's encode (``transforms/stft_normalizer.py``); one library, one build.
 
 ``ops()`` returns ``torch.ops.diffmsst_fused`` once the kernels are loaded, or
 ``None`` (callers then use PyTorch's own ops) when they are switched off with
@@ -26,8 +29,11 @@ from pathlib import Path
 
 import torch
 
-SOURCES = (Path(__file__).parent / "csrc" / "group_norm_silu.cpp",)
-FLAGS = ("-O3", "-march=native", "-fopenmp")
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = (CSRC / "group_norm_silu.cpp", CSRC / "spectrogram.cpp")
+HEADERS = (CSRC / "vec_math.h",)
+# no errno: sqrt vectorizes; no trapping math: selects with computed arms vectorize (csrc/vec_math.h)
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math")
 ENV = "TOOLKIT_CPU_KERNELS"
 
 _state = "not loaded yet"
@@ -43,7 +49,7 @@ def _cpu_flags() -> str:
 
 def _name() -> str:
     digest = hashlib.sha256()
-    for part in (*[p.read_bytes() for p in SOURCES], " ".join(FLAGS).encode(), torch.__version__.encode(),
+    for part in (*[p.read_bytes() for p in SOURCES + HEADERS], " ".join(FLAGS).encode(), torch.__version__.encode(),
                  _cpu_flags().encode()):
         digest.update(part)
     return f"diffmsst_cpu_kernels_{digest.hexdigest()[:12]}"
@@ -82,7 +88,7 @@ def ops():
     except Exception as err:  # noqa: BLE001  (no compiler, no ninja, a build error: fall back, say why once)
         reason = " ".join(str(err).split())[:300]
         _state = f"unavailable, PyTorch's ops used instead ({type(err).__name__}: {reason})"
-        warnings.warn(f"compiled CPU kernels {_state}; GroupNorm + SiLU will be slower in bf16. "
+        warnings.warn(f"compiled CPU kernels {_state}; GroupNorm + SiLU and STFT encoding will be slower. "
                       f"Install a C++ compiler and ninja, or set {ENV}=off to silence this.", stacklevel=2)
         return None
     _state = f"compiled ({_name()}, {' '.join(FLAGS)})"
