@@ -1,13 +1,13 @@
 """The plugins' compiled CPU kernels (``plugins/csrc/``), built on first use for this machine.
 
 Two users: the U-Net's GroupNorm + SiLU (``backbones/group_norm.py``) and the STFT
-normalizer's encode (``transforms/stft_normalizer.py``); one library, one build.
+normalizer's encode and decode (``transforms/stft_normalizer.py``); one library, one build.
 
 ``ops()`` returns ``torch.ops.diffmsst_fused`` once the kernels are loaded, or
 ``None`` (callers then use PyTorch's own ops) when they are switched off with
 ``TOOLKIT_CPU_KERNELS=off`` or cannot be built (no C++ compiler, no ninja): that
-is said once, with the reason, as a warning. ``state()`` is the line that
-benchmarks and run logs record.
+is said once, with the reason, as a warning. ``state()`` is the line that the
+benchmarks record (``machine_info.cpu_kernels``).
 
 The build uses ``torch.utils.cpp_extension.load`` (ninja, the C++ compiler,
 ``-O3 -march=native``) into PyTorch's extension cache

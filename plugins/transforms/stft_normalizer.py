@@ -232,9 +232,9 @@ class STFTNormalizer:
         if self.compression == "none":
             mag = compressed.clamp_min(0)
         elif torch.is_grad_enabled() and compressed.requires_grad:  # exp's backward needs its own output intact
-            mag = (torch.exp(compressed) - (1.0 if self.compression == "log1p" else self.eps)).clamp_min(0)
+            mag = (torch.exp(compressed) - self._offset).clamp_min(0)
         else:  # decoding: the same values, one buffer instead of three
-            mag = torch.exp(compressed).sub_(1.0 if self.compression == "log1p" else self.eps).clamp_min_(0)
+            mag = torch.exp(compressed).sub_(self._offset).clamp_min_(0)
         return mag if self.power == 1 else mag ** (1.0 / self.power)
 
     def _span(self, state: SpecState) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,10 +301,14 @@ class STFTNormalizer:
         kernels = self._kernels_for(complex_spec)
         if kernels is None or (torch.is_grad_enabled() and complex_spec.requires_grad):
             return None
-        offset = 1.0 if self.compression == "log1p" else self.eps
         lo, hi = (state.lo, state.hi) if state is not None else (None, None)
-        return kernels.spec_encode(complex_spec, offset, self.compression != "none", self.normalization == "minmax",
-                                   self.eps, lo, hi)
+        return kernels.spec_encode(complex_spec, self._offset, self.compression != "none",
+                                   self.normalization == "minmax", self.eps, lo, hi)
+
+    @property
+    def _offset(self) -> float:
+        """What the compression adds before the log (and the expansion subtracts after the exp)."""
+        return 1.0 if self.compression == "log1p" else self.eps
 
     def _kernels_for(self, complex_spec: torch.Tensor):
         """``plugins.cpu_kernels.ops()`` when the compiled encode / decode can take this STFT: a CPU complex64
@@ -324,10 +328,10 @@ class STFTNormalizer:
     def decode(self, spec: torch.Tensor, state: SpecState) -> torch.Tensor:
         """``spec: (batch, channels, freq, frames)`` + state -> ``audio: (batch, channels, state.length)``."""
         kernels = self._kernels_for(state.stft)
-        if (kernels is not None and spec.dtype == torch.float32 and spec.stride() == state.stft.stride()
+        same_layout = spec.shape == state.stft.shape and spec.stride() == state.mag.stride() == state.stft.stride()
+        if (kernels is not None and spec.dtype == state.mag.dtype == torch.float32 and same_layout
                 and not (torch.is_grad_enabled() and spec.requires_grad)):  # one compiled pass: exp, rescale
-            offset = 1.0 if self.compression == "log1p" else self.eps
-            complex_spec = kernels.spec_decode(spec, state.stft, state.mag, state.lo, state.hi, offset,
+            complex_spec = kernels.spec_decode(spec, state.stft, state.mag, state.lo, state.hi, self._offset,
                                                self.compression != "none", self.normalization == "minmax", self.eps)
         else:
             complex_spec = rescaled(state.stft, state.mag, self.magnitude(spec, state))
