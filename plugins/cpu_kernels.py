@@ -6,8 +6,8 @@ normalizer's encode and decode (``transforms/stft_normalizer.py``); one library,
 ``ops()`` returns ``torch.ops.diffmsst_fused`` once the kernels are loaded, or
 ``None`` (callers then use PyTorch's own ops) when they are switched off with
 ``TOOLKIT_CPU_KERNELS=off`` or cannot be built (no C++ compiler, no ninja): that
-is said once, with the reason, as a warning. ``state()`` is the line that the
-benchmarks record (``machine_info.cpu_kernels``).
+is said once, with the reason, as a warning. ``state()`` is the ``cpu_kernels``
+entry of every ``machine_info`` (benchmarks, a run's ``run.json``).
 
 The build uses ``torch.utils.cpp_extension.load`` (ninja, the C++ compiler,
 ``-O3 -march=native``) into PyTorch's extension cache
@@ -28,6 +28,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from toolkit.precision import add_machine_fact
 
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = (CSRC / "group_norm_silu.cpp", CSRC / "spectrogram.cpp")
@@ -98,3 +100,6 @@ def ops():
 def state() -> str:
     """What ``ops()`` did in this process: 'compiled (...)', 'off (...)', 'unavailable (...)' or 'not loaded yet'."""
     return _state
+
+
+add_machine_fact("cpu_kernels", state)  # in every machine_info: benchmarks, run.json

@@ -184,6 +184,8 @@ def test_final_evaluation_scores_test_and_unseen_sets(tmp_path):
     assert "vocal SDR gain over the mixture baseline" in p.stdout and (out / "results.md").is_file()
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["machine"]["cpu_capability"] and run_json["precision"] in ("bf16", "fp32")
+    # read after the run: the compiled kernels have been built or loaded by then (or it says why not)
+    assert run_json["machine"]["cpu_kernels"].startswith(("compiled (", "unavailable", "off ("))
 
 
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v"])

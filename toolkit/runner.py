@@ -24,7 +24,7 @@ from .io_utils import atomic_write_text
 from .logger import MultiLogger, NullLogger
 from .model import Denoiser
 from .paths import check_writable_dir
-from .precision import machine_info, resolve_device, resolve_precision
+from .precision import machine_facts, machine_info, resolve_device, resolve_precision
 from .train import StopSignals, Trainer
 
 
@@ -234,6 +234,7 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
         summary["evaluation"] = final_evaluation(exp, built, trainer.ema.model, device, precision, out, console, data_root,
                                                  stop=stop)
     logger.close()
+    summary["machine"] = {**info, **machine_facts()}  # plugins' facts as they stand after the run (compiled kernels)
     if rank == 0:
         atomic_write_text(out / "run.json", json.dumps(summary, indent=2, default=str))
         print_summary(console, summary)
