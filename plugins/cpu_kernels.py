@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import platform
+import sys
 import warnings
 from pathlib import Path
 
@@ -73,6 +74,18 @@ def _ninja_on_path():
         os.environ["PATH"] = old
 
 
+def _announce_build(name: str) -> None:
+    """One stderr line when ``load`` is about to compile rather than load (so a first run does not look stuck)."""
+    try:  # a private helper of torch's: if it moves, only the message is lost
+        from torch.utils.cpp_extension import _get_build_directory
+
+        built = (Path(_get_build_directory(name, verbose=False)) / f"{name}.so").exists()
+    except Exception:  # noqa: BLE001
+        return
+    if not built:
+        print(f"[toolkit] compiling the CPU kernels for this machine (once, ~10 s): {name}", file=sys.stderr, flush=True)
+
+
 @functools.lru_cache(maxsize=None)
 def ops():
     """``torch.ops.diffmsst_fused`` with this machine's build loaded, or None (see the module docstring)."""
@@ -84,8 +97,10 @@ def ops():
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its 'no CUDA runtime' note
         from torch.utils.cpp_extension import load
 
+        name = _name()
+        _announce_build(name)
         with _ninja_on_path():
-            load(name=_name(), sources=[str(p) for p in SOURCES], extra_cflags=list(FLAGS),
+            load(name=name, sources=[str(p) for p in SOURCES], extra_cflags=list(FLAGS),
                  extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
     except Exception as err:  # noqa: BLE001  (no compiler, no ninja, a build error: fall back, say why once)
         reason = " ".join(str(err).split())[:300]

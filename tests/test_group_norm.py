@@ -176,3 +176,12 @@ def test_a_failed_build_falls_back_with_one_warning(tmp_path):
     grad_fn, state, warning = result.stdout.split(" | ")
     assert grad_fn == "SiluBackward0" and state.startswith("unavailable, PyTorch's ops used instead")
     assert warning.startswith("1 compiled CPU kernels unavailable") and "TOOLKIT_CPU_KERNELS=off" in warning
+    assert "compiling the CPU kernels for this machine" in result.stderr  # an empty cache: a build was tried
+
+
+@needs_kernel
+def test_a_built_library_is_loaded_without_the_build_message():
+    cpu_kernels.ops()  # built (or loaded) in this process's cache
+    result = run_python(PROBE)
+    assert result.returncode == 0 and result.stdout.startswith("_FusedGroupNormBackward | compiled ("), result.stdout
+    assert "compiling the CPU kernels" not in result.stderr
