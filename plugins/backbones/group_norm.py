@@ -4,7 +4,7 @@ In a bf16 channels_last train step, PyTorch's CPU GroupNorm and SiLU (forward
 and backward) took ~33 ms of ~150 ms, three times their fp32 cost: its
 channels_last GroupNorm vectorizes over the few channels of one group, its
 backward converts whole tensors to fp32 for sums, and SiLU reads and writes
-the tensor once more each way. ``csrc/group_norm_silu.cpp`` does the norm and
+the tensor once more each way. ``plugins/csrc/group_norm_silu.cpp`` does the norm and
 the activation in two passes forward and two backward (recomputing the
 activation's input rather than storing it), vectorized over all channels of a
 position (README, Performance). It runs for bf16 or fp32 channels_last CPU
