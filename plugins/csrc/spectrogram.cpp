@@ -72,16 +72,45 @@ void scale_chunk(float* __restrict v, float lo, float half, int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[i] = (v[i] - lo) / half - 1.0f;
 }
 
+// The STFT both ops read: complex64 CPU, dense, positive strides, batch outermost; split into fixed chunks
+// per item (by shape only, so results do not depend on the thread count).
+struct Items {
+  int64_t batch, per_item, chunks;
+  Items(const at::Tensor& stft, const char* op) {
+    TORCH_CHECK(stft.device().is_cpu() && stft.scalar_type() == at::kComplexFloat && stft.dim() >= 1 &&
+                    stft.numel() > 0, op, ": needs a non-empty complex64 CPU STFT");
+    batch = stft.size(0);
+    per_item = stft.numel() / batch;
+    TORCH_CHECK(stft.is_non_overlapping_and_dense() && stft.stride(0) == per_item, op,
+                ": needs a dense layout with the batch outermost");
+    for (int64_t d = 0; d < stft.dim(); ++d)
+      TORCH_CHECK(stft.stride(d) > 0 || stft.size(d) == 1, op, ": needs positive strides");
+    chunks = (per_item + kChunk - 1) / kChunk;
+  }
+  // fn(task, item, first element, elements) over every chunk, in parallel; task = item * chunks + k.
+  template <typename F>
+  void for_each_chunk(const F& fn) const {
+    at::parallel_for(0, batch * chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / chunks, k = task % chunks;
+        fn(task, b, b * per_item + k * kChunk, std::min(kChunk, per_item - k * kChunk));
+      }
+    });
+  }
+};
+
+// Half the item's span, as STFTNormalizer._span computes it: clamp_min(eps) keeps a silent item's zero span finite.
+inline float half_span(float lo, float hi, float eps) {
+  const float span = hi - lo;
+  return (span < eps ? eps : span) / 2.0f;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spec_encode(const at::Tensor& stft, double offset,
                                                                        bool log, bool scale, double eps,
                                                                        const c10::optional<at::Tensor>& lo_in,
                                                                        const c10::optional<at::Tensor>& hi_in) {
-  TORCH_CHECK(stft.device().is_cpu() && stft.scalar_type() == at::kComplexFloat && stft.dim() >= 1 &&
-                  stft.numel() > 0, "spec_encode: needs a non-empty complex64 CPU tensor");
-  const int64_t batch = stft.size(0), per_item = stft.numel() / batch;
-  TORCH_CHECK(stft.is_non_overlapping_and_dense() && stft.stride(0) == per_item,
-              "spec_encode: needs a dense layout with the batch outermost");
-  for (int64_t d = 0; d < stft.dim(); ++d) TORCH_CHECK(stft.stride(d) > 0 || stft.size(d) == 1, "spec_encode: positive strides");
+  const Items items(stft, "spec_encode");
+  const int64_t batch = items.batch, chunks = items.chunks;
   const bool given = lo_in.has_value() && lo_in->defined();
   TORCH_CHECK(given == (hi_in.has_value() && hi_in->defined()), "spec_encode: give both lo and hi, or neither");
   auto options = stft.options().dtype(at::kFloat);
@@ -95,20 +124,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spec_encode(const at:
   float* op = out.data_ptr<float>();
   float* lp = lo.data_ptr<float>();
   float* hp = hi.data_ptr<float>();
-  const int64_t chunks = (per_item + kChunk - 1) / kChunk;
   std::vector<float> chunk_lo(batch * chunks), chunk_hi(batch * chunks);
   const float off = static_cast<float>(offset);
 
-  at::parallel_for(0, batch * chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t start = task / chunks * per_item + task % chunks * kChunk;
-      const int64_t n = std::min(kChunk, per_item - task % chunks * kChunk);
-      const int64_t nans = log ? magnitude_chunk<true>(z + 2 * start, mp + start, op + start, off, n)
-                               : magnitude_chunk<false>(z + 2 * start, mp + start, op + start, off, n);
-      if (!given) {
-        std::tie(chunk_lo[task], chunk_hi[task]) = min_max(op + start, n);
-        if (nans) chunk_lo[task] = chunk_hi[task] = std::numeric_limits<float>::quiet_NaN();  // as torch.amin / amax
-      }
+  items.for_each_chunk([&](int64_t task, int64_t, int64_t start, int64_t n) {
+    const int64_t nans = log ? magnitude_chunk<true>(z + 2 * start, mp + start, op + start, off, n)
+                             : magnitude_chunk<false>(z + 2 * start, mp + start, op + start, off, n);
+    if (!given) {
+      std::tie(chunk_lo[task], chunk_hi[task]) = min_max(op + start, n);
+      if (nans) chunk_lo[task] = chunk_hi[task] = std::numeric_limits<float>::quiet_NaN();  // as torch.amin / amax
     }
   });
   if (!given)
@@ -124,15 +148,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spec_encode(const at:
     }
   if (scale) {
     const float floor = static_cast<float>(eps);
-    at::parallel_for(0, batch * chunks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t b = task / chunks;
-        const int64_t start = b * per_item + task % chunks * kChunk;
-        const int64_t n = std::min(kChunk, per_item - task % chunks * kChunk);
-        float span = hp[b] - lp[b];
-        span = span < floor ? floor : span;  // clamp_min(eps): a silent item's zero span stays finite
-        scale_chunk(op + start, lp[b], span / 2.0f, n);
-      }
+    items.for_each_chunk([&](int64_t, int64_t b, int64_t start, int64_t n) {
+      scale_chunk(op + start, lp[b], half_span(lp[b], hp[b], floor), n);
     });
   }
   return {mag, out, lo, hi};
@@ -154,11 +171,8 @@ void decode_chunk(const float* __restrict spec, const float* __restrict z, const
 
 at::Tensor spec_decode(const at::Tensor& spec, const at::Tensor& stft, const at::Tensor& mag, const at::Tensor& lo,
                        const at::Tensor& hi, double offset, bool log, bool scale, double eps) {
-  TORCH_CHECK(stft.device().is_cpu() && stft.scalar_type() == at::kComplexFloat && stft.dim() >= 1 &&
-                  stft.numel() > 0, "spec_decode: needs a non-empty complex64 CPU STFT");
-  const int64_t batch = stft.size(0), per_item = stft.numel() / batch;
-  TORCH_CHECK(stft.is_non_overlapping_and_dense() && stft.stride(0) == per_item,
-              "spec_decode: needs a dense layout with the batch outermost");
+  const Items items(stft, "spec_decode");
+  const int64_t batch = items.batch;
   TORCH_CHECK(spec.scalar_type() == at::kFloat && mag.scalar_type() == at::kFloat && spec.sizes() == stft.sizes() &&
                   mag.sizes() == stft.sizes() && spec.strides() == stft.strides() && mag.strides() == stft.strides(),
               "spec_decode: fp32 spec and magnitude laid out as the STFT");
@@ -171,21 +185,14 @@ at::Tensor spec_decode(const at::Tensor& spec, const at::Tensor& stft, const at:
   float* op = reinterpret_cast<float*>(out.data_ptr());
   const float* lp = l.data_ptr<float>();
   const float* hp = h.data_ptr<float>();
-  const int64_t chunks = (per_item + kChunk - 1) / kChunk;
   const float off = static_cast<float>(offset), floor = static_cast<float>(eps);
-  at::parallel_for(0, batch * chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / chunks, start = b * per_item + task % chunks * kChunk;
-      const int64_t n = std::min(kChunk, per_item - task % chunks * kChunk);
-      float span = hp[b] - lp[b];
-      span = span < floor ? floor : span;
-      const float half = span / 2.0f;
-      auto run = [&](auto fn) { fn(sp + start, z + 2 * start, mp + start, op + 2 * start, lp[b], half, off, n); };
-      if (log && scale) run(decode_chunk<true, true>);
-      else if (log) run(decode_chunk<true, false>);
-      else if (scale) run(decode_chunk<false, true>);
-      else run(decode_chunk<false, false>);
-    }
+  items.for_each_chunk([&](int64_t, int64_t b, int64_t start, int64_t n) {
+    const float half = half_span(lp[b], hp[b], floor);
+    auto run = [&](auto fn) { fn(sp + start, z + 2 * start, mp + start, op + 2 * start, lp[b], half, off, n); };
+    if (log && scale) run(decode_chunk<true, true>);
+    else if (log) run(decode_chunk<true, false>);
+    else if (scale) run(decode_chunk<false, true>);
+    else run(decode_chunk<false, false>);
   });
   return out;
 }

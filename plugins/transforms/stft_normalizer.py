@@ -302,13 +302,17 @@ class STFTNormalizer:
         if kernels is None or (torch.is_grad_enabled() and complex_spec.requires_grad):
             return None
         lo, hi = (state.lo, state.hi) if state is not None else (None, None)
-        return kernels.spec_encode(complex_spec, self._offset, self.compression != "none",
-                                   self.normalization == "minmax", self.eps, lo, hi)
+        return kernels.spec_encode(complex_spec, *self._kernel_mode, lo, hi)
 
     @property
     def _offset(self) -> float:
         """What the compression adds before the log (and the expansion subtracts after the exp)."""
         return 1.0 if self.compression == "log1p" else self.eps
+
+    @property
+    def _kernel_mode(self) -> tuple[float, bool, bool, float]:
+        """(offset, log, scale, eps): the options as the compiled encode and decode take them."""
+        return self._offset, self.compression != "none", self.normalization == "minmax", self.eps
 
     def _kernels_for(self, complex_spec: torch.Tensor):
         """``plugins.cpu_kernels.ops()`` when the compiled encode / decode can take this STFT: a CPU complex64
@@ -331,8 +335,7 @@ class STFTNormalizer:
         same_layout = spec.shape == state.stft.shape and spec.stride() == state.mag.stride() == state.stft.stride()
         if (kernels is not None and spec.dtype == state.mag.dtype == torch.float32 and same_layout
                 and not (torch.is_grad_enabled() and spec.requires_grad)):  # one compiled pass: exp, rescale
-            complex_spec = kernels.spec_decode(spec, state.stft, state.mag, state.lo, state.hi, self._offset,
-                                               self.compression != "none", self.normalization == "minmax", self.eps)
+            complex_spec = kernels.spec_decode(spec, state.stft, state.mag, state.lo, state.hi, *self._kernel_mode)
         else:
             complex_spec = rescaled(state.stft, state.mag, self.magnitude(spec, state))
         return self.istft(complex_spec, state.length)
