@@ -2,22 +2,17 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import REPO, needs_cpu_kernels
 from plugins import cpu_kernels
 from plugins.backbones.group_norm import GroupNorm, uses_kernel
-
-ROOT = Path(__file__).resolve().parents[1]
-HAS_COMPILER = shutil.which(os.environ.get("CXX", "c++")) is not None
-needs_kernel = pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler on PATH: the kernel cannot be built")
 
 
 def inputs(shape, dtype, shift, seed=0):
@@ -56,13 +51,13 @@ def rel_err(got, want):
     return ((got.double() - want.double()).abs().max() / want.double().abs().max()).item()
 
 
-@needs_kernel
+@needs_cpu_kernels
 def test_kernel_builds_here():
     assert cpu_kernels.ops() is not None, cpu_kernels.state()
     assert cpu_kernels.state().startswith("compiled")
 
 
-@needs_kernel
+@needs_cpu_kernels
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("silu", [True, False])
 @pytest.mark.parametrize(
@@ -86,7 +81,7 @@ def test_kernel_matches_float64_at_least_as_well_as_pytorch(dtype, silu, shape, 
         assert rel_err(ours, ref) <= max(1.5 * rel_err(pt, ref), floor), name
 
 
-@needs_kernel
+@needs_cpu_kernels
 def test_same_result_with_one_thread_or_two():
     """Chunks depend on the shape only, so the sums add up in the same order whatever the thread count."""
     norm = norm_of(8, 64, True)
@@ -103,7 +98,7 @@ def test_same_result_with_one_thread_or_two():
         assert torch.equal(a, b)
 
 
-@needs_kernel
+@needs_cpu_kernels
 def test_inference_takes_the_kernel_without_a_graph():
     norm = norm_of(8, 32, True)
     x, _ = inputs((2, 32, 6, 5), torch.bfloat16, 0.0)
@@ -113,7 +108,7 @@ def test_inference_takes_the_kernel_without_a_graph():
     torch.testing.assert_close(out, norm(x).detach())
 
 
-@needs_kernel
+@needs_cpu_kernels
 def test_inside_autocast_the_conv_output_is_bf16_and_grads_reach_fp32_parameters():
     conv, norm = nn.Conv2d(4, 32, 3, padding=1), norm_of(8, 32, True)
     conv, norm = (m.to(memory_format=torch.channels_last) for m in (conv, norm))
@@ -146,7 +141,7 @@ def test_without_silu_it_is_nn_group_norm():
 
 
 def run_python(code: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, **env})
 
 
@@ -179,7 +174,7 @@ def test_a_failed_build_falls_back_with_one_warning(tmp_path):
     assert "compiling the CPU kernels for this machine" in result.stderr  # an empty cache: a build was tried
 
 
-@needs_kernel
+@needs_cpu_kernels
 def test_a_built_library_is_loaded_without_the_build_message():
     cpu_kernels.ops()  # built (or loaded) in this process's cache
     result = run_python(PROBE)

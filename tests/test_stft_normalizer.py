@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import needs_cpu_kernels
 from toolkit import registry
 from toolkit.audio import resample, to_channels
 from toolkit.errors import UserError
@@ -241,8 +242,6 @@ def test_window_cached_in_inference_mode_still_serves_autograd():
 
 
 # ----- the compiled encode / decode (plugins/csrc/spectrogram.cpp) against PyTorch's ops -----
-HAS_COMPILER = __import__("shutil").which(__import__("os").environ.get("CXX", "c++")) is not None
-needs_kernel = pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler on PATH: the kernels cannot be built")
 
 
 def _pytorch_only(tr: STFTNormalizer) -> STFTNormalizer:
@@ -253,7 +252,7 @@ def _pytorch_only(tr: STFTNormalizer) -> STFTNormalizer:
     return plain
 
 
-@needs_kernel
+@needs_cpu_kernels
 @pytest.mark.parametrize("options", [{}, {"compression": "log"}, {"compression": "none"}, {"normalization": "none"},
                                      {"n_fft": 512, "hop_length": 200}])
 def test_compiled_encode_and_decode_match_pytorch(options):
@@ -281,7 +280,7 @@ def test_compiled_encode_and_decode_match_pytorch(options):
     assert out[1].abs().max() == 0  # silence decodes to zeros
 
 
-@needs_kernel
+@needs_cpu_kernels
 def test_compiled_encode_propagates_nan_like_pytorch():
     tr = STFTNormalizer(n_fft=256, hop_length=64)
     audio = torch.randn(2, 1, 2000)
@@ -292,7 +291,7 @@ def test_compiled_encode_propagates_nan_like_pytorch():
     torch.testing.assert_close(state.hi[1], ref.hi[1])
 
 
-@needs_kernel
+@needs_cpu_kernels
 def test_compiled_path_steps_aside_for_autograd_and_other_layouts():
     tr = STFTNormalizer(n_fft=256, hop_length=64)
     audio = torch.randn(2, 1, 2000, requires_grad=True)
