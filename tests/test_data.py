@@ -7,7 +7,9 @@ import pytest
 import torch
 from rich.console import Console
 
-from toolkit import data, registry, synth
+from plugins.datasets import synthetic as synth
+from toolkit import data, registry
+from toolkit.segments import SegmentDataset
 from toolkit.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -180,17 +182,17 @@ def test_iter_tracks_yields_sorted_full_tracks(root):
 # ---------------------------------------------------------------- segments
 
 def _dataset(root, **kwargs):
-    return data.MUSDBSegments(root=root, **{"segment_seconds": SEGMENT, "segments_per_epoch": 8, **kwargs})
+    return registry.get("datasets", "musdb")(root=root, **{"segment_seconds": SEGMENT, "segments_per_epoch": 8, **kwargs})
 
 
 def test_registered_and_gin_configurable(root):
     import gin
 
-    assert registry.get("datasets", "musdb") is data.MUSDBSegments
+    assert issubclass(registry.get("datasets", "musdb"), SegmentDataset)
     with gin.unlock_config():
         gin.parse_config("datasets.musdb.segments_per_epoch = 3")
     try:
-        assert len(data.MUSDBSegments(root=root, segment_seconds=SEGMENT)) == 3
+        assert len(registry.get("datasets", "musdb")(root=root, segment_seconds=SEGMENT)) == 3
     finally:
         gin.clear_config()
 
@@ -224,14 +226,14 @@ def test_mono_is_the_average_of_stereo(root):
 
 
 def test_fixed_segments_tile_tracks_and_pad_the_last(root):
-    ds = data.MUSDBSegments(root=root, subset="test", random_segments=False, segment_seconds=0.3, segments_per_epoch=None)
+    ds = registry.get("datasets", "musdb")(root=root, subset="test", random_segments=False, segment_seconds=0.3, segments_per_epoch=None)
     assert len(ds) == 4  # ceil(1.0 / 0.3)
     last = ds[3]["vocals"][0]
     tail = int(round(0.3 * SR)) - (int(SECONDS * SR) - 3 * int(round(0.3 * SR)))
     assert torch.all(last[-tail:] == 0) and torch.any(last[:-tail] != 0)
-    capped = data.MUSDBSegments(root=root, subset="test", random_segments=False, segment_seconds=0.3, segments_per_epoch=2)
+    capped = registry.get("datasets", "musdb")(root=root, subset="test", random_segments=False, segment_seconds=0.3, segments_per_epoch=2)
     assert capped.items == [(0, 0), (0, 3 * int(round(0.3 * SR)))]
-    whole = data.MUSDBSegments(root=root, subset="test", random_segments=False, segment_seconds=None, channels=2)
+    whole = registry.get("datasets", "musdb")(root=root, subset="test", random_segments=False, segment_seconds=None, channels=2)
     assert len(whole) == 1 and whole[0]["mixture"].shape == (2, int(SECONDS * SR))
 
 
@@ -316,7 +318,7 @@ def test_real_stem_mp4_root_loads(tmp_path, monkeypatch):
     monkeypatch.setattr(stempeg, "read_stems", lambda *a, **k: pytest.fail("mp4 decoded despite the disk cache"))
     again = data.load_track(db.tracks[0], cache_dir=tmp_path)
     np.testing.assert_array_equal(again["vocals"], audio["vocals"])
-    ds = data.MUSDBSegments(root=SAMPLE, segment_seconds=1.0, segments_per_epoch=2, cache_dir=tmp_path)
+    ds = registry.get("datasets", "musdb")(root=SAMPLE, segment_seconds=1.0, segments_per_epoch=2, cache_dir=tmp_path)
     assert ds[1]["mixture"].shape == (1, SR)
     console = Console(record=True, width=200)
     console.print(data.describe_root(SAMPLE))

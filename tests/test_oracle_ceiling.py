@@ -5,7 +5,7 @@ import sys
 
 from conftest import REPO
 
-from toolkit.synth import synthesize
+from plugins.datasets.synthetic import synthesize
 
 
 def test_oracle_ceiling_scores_a_synthetic_set(tmp_path):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from toolkit import synth
+from plugins.datasets import synthetic as synth
+from toolkit.data import SOURCES, STEMS
 from toolkit.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,13 +42,13 @@ def test_stems_sum_to_mixture_in_every_track(tree):
     folders = sorted((tree / "train").iterdir()) + sorted((tree / "test").iterdir())
     assert len(folders) == 3
     for folder in folders:
-        audio = {stem: sf.read(folder / f"{stem}.wav", dtype="float32")[0] for stem in synth.STEMS}
+        audio = {stem: sf.read(folder / f"{stem}.wav", dtype="float32")[0] for stem in STEMS}
         assert all(a.shape == (int(SECONDS * 44100), 2) for a in audio.values())
         assert sf.info(str(folder / "mixture.wav")).subtype == "FLOAT"
-        error = np.abs(audio["mixture"] - sum(audio[s] for s in synth.SOURCES)).max()
+        error = np.abs(audio["mixture"] - sum(audio[s] for s in SOURCES)).max()
         assert error < 1e-4, (folder, error)
         assert np.abs(audio["mixture"]).max() < 1.0
-        assert all(np.abs(audio[s]).max() > 1e-3 for s in synth.SOURCES)  # no silent stem
+        assert all(np.abs(audio[s]).max() > 1e-3 for s in SOURCES)  # no silent stem
         assert not np.allclose(audio["mixture"][:, 0], audio["mixture"][:, 1])  # panned, truly stereo
 
 
@@ -103,9 +104,9 @@ def test_alt_voice_sings_higher_than_default_voice():
 def test_pcm16_keeps_the_sum_within_1e_4(tmp_path):
     root = synth.synthesize(tmp_path / "pcm", tracks=1, test_tracks=0, seconds=0.5, sample_rate=16000, subtype="PCM_16")
     folder = root / "train" / "synth_000"
-    audio = {stem: sf.read(folder / f"{stem}.wav", dtype="float64")[0] for stem in synth.STEMS}
+    audio = {stem: sf.read(folder / f"{stem}.wav", dtype="float64")[0] for stem in STEMS}
     assert sf.info(str(folder / "mixture.wav")).subtype == "PCM_16"
-    assert np.abs(audio["mixture"] - sum(audio[s] for s in synth.SOURCES)).max() < 1e-4
+    assert np.abs(audio["mixture"] - sum(audio[s] for s in SOURCES)).max() < 1e-4
     assert not (root / "test").exists() or not any((root / "test").iterdir())
 
 

@@ -42,20 +42,3 @@ def test_same_seed_same_timesteps():
 def test_bad_fraction_is_a_user_error(bad):
     with pytest.raises(UserError, match="last_timestep_fraction"):
         TrainConfig(last_timestep_fraction=bad).check()
-
-
-def test_losses_without_to_magnitude_keep_working():
-    """The trainer passes to_magnitude only to losses that take it (or **kwargs)."""
-    from toolkit.train import accepts_keyword
-
-    def old(net, diffusion, x0, cond, vocals, *, t, noise, to_vocals=None):
-        pass
-
-    def new(net, diffusion, x0, cond, vocals, *, t, noise, to_vocals=None, to_magnitude=None):
-        pass
-
-    def anything(*args, **kwargs):
-        pass
-
-    assert not accepts_keyword(old, "to_magnitude")
-    assert accepts_keyword(new, "to_magnitude") and accepts_keyword(anything, "to_magnitude")

@@ -6,19 +6,17 @@ defaults, so nothing has to be told twice.
 """
 from __future__ import annotations
 
-import ast
-import re
 from typing import Callable
 
 import numpy as np
 import torch
 
 from . import checkpoint, parts, registry
-from .diffusion import GaussianDiffusion
 from .errors import UserError
-from .model import Denoiser
+from .experiment import check_sampling_steps
 from .precision import resolve_device, resolve_precision
-from .separate import POST_FILTERS, Engine, SeparationSettings, separate_array
+from .separate import Engine, separate_array
+from .signal import POST_FILTERS
 
 
 class Separator:
@@ -34,62 +32,47 @@ class Separator:
                         overlap: float = 0.25, batch_size: int = 4, device: str = "auto",
                         precision: str = "auto") -> "Separator":
         registry.load_builtin_plugins()
-        state = checkpoint.load(path)
+        dev = resolve_device(device)
+        state = checkpoint.load(path, map_location=dev)
         meta = state.get("meta") or {}
         records = meta.get("parts")
         if not records:
             raise UserError(f"{path}: checkpoint has no model description (meta.parts); it was not written by `toolkit run`")
-        sampling = dict(records["sampling"])
-        dev = resolve_device(device)
         prec = resolve_precision(precision, dev)
         try:
-            transform = parts.rebuild("transforms", records["transform"])
-            backbone = parts.rebuild("backbones", records["backbone"])
+            built = parts.build_parts(records, with_loss=False)
         except (UserError, TypeError, ValueError, KeyError) as exc:  # a hand-edited or foreign meta.parts
             why = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise UserError(f"{path}: cannot rebuild the model its meta describes ({why}); "
                             "the checkpoint was edited or mixed up: use the file `toolkit run` wrote") from exc
-        net = Denoiser(backbone)
         try:
-            net.load_state_dict(state["ema"]["model"])
+            built.net.load_state_dict(state["ema"]["model"])
         except RuntimeError as exc:
-            differ = _disagreements(records["backbone"], state.get("config") or "")
+            backbone = records["backbone"]
+            operative = parts.record_in_config(state.get("config") or "", "backbones", backbone.get("name", ""))
+            differ = [d for d in parts.differences(backbone, operative, label="operative config:")
+                      if d.split("=")[0] in operative["kwargs"]]
             why = f"its meta says {', '.join(differ)}" if differ else _mismatch(exc)
-            raise UserError(f"{path}: weights do not fit the recorded backbone {records['backbone'].get('name')} ({why}); "
+            raise UserError(f"{path}: weights do not fit the recorded backbone {backbone.get('name')} ({why}); "
                             "the checkpoint was edited or mixed up: use the file `toolkit run` wrote") from exc
-        net = net.to(dev).eval()
+        net = built.net.to(dev).eval()
         if dev.type in ("cpu", "cuda"):
             net = net.to(memory_format=torch.channels_last)
-        sched = records["schedule"]
-        kwargs = dict(sched["kwargs"])
-        num_timesteps = kwargs.pop("num_timesteps")
-        betas = registry.get("schedules", sched["name"])(num_timesteps, **kwargs)
-        diffusion = GaussianDiffusion(betas, prediction=sampling["prediction"])
-        options = dict(sampling.get("options") or {})
-        if eta is not None:
-            options["eta"] = float(eta)
-        chosen_steps = steps if steps is not None else sampling["steps"]
-        if chosen_steps is not None and not (1 <= int(chosen_steps) <= num_timesteps):
-            raise UserError(f"--steps {chosen_steps} must be in 1..{num_timesteps} (the model's training timesteps)")
-        pf = post_filter or sampling.get("post_filter", "none")
-        if pf not in POST_FILTERS:
-            raise UserError(f"--post-filter {pf}: unknown; choose one of {', '.join(POST_FILTERS)}")
-        seg = float(segment) if segment is not None else float(sampling["segment_seconds"])
-        if not seg > 0:
-            raise UserError(f"--segment {segment} must be > 0 seconds")
+        check_sampling_steps(steps, built.diffusion.num_timesteps, "--steps")
+        if post_filter is not None and post_filter not in POST_FILTERS:
+            raise UserError(f"--post-filter {post_filter}: unknown; choose one of {', '.join(POST_FILTERS)}")
+        if segment is not None:
+            parts.check_segment(float(segment), built.sample_rate, getattr(built.transform, "n_fft", None), "--segment")
         if not 0 <= overlap < 1:
             raise UserError(f"--overlap {overlap} must be in [0, 1)")
         if batch_size < 1:
             raise UserError(f"--batch-size {batch_size} must be >= 1")
-        min_seconds = transform.n_fft / float(sampling["sample_rate"]) if hasattr(transform, "n_fft") else 0
-        if seg < min_seconds:
-            raise UserError(f"--segment {seg} s is shorter than one STFT frame ({min_seconds:.3f} s); use a longer segment")
-        settings = SeparationSettings(sampler=sampler or sampling["sampler"], steps=chosen_steps,
-                                      sampler_options=options if not sampler or sampler == sampling["sampler"] else
-                                      ({"eta": float(eta)} if eta is not None else {}),
-                                      post_filter=pf, segment_seconds=seg, overlap=overlap, batch_size=batch_size, seed=seed)
-        engine = Engine(net, diffusion, transform, sample_rate=sampling["sample_rate"], channels=sampling["channels"],
-                        device=dev, precision=prec, settings=settings)
+        settings = built.settings(sampler=sampler, steps=steps, post_filter=post_filter, seed=seed,
+                                  segment_seconds=None if segment is None else float(segment), overlap=overlap,
+                                  batch_size=batch_size)
+        if eta is not None:
+            settings.sampler_options["eta"] = float(eta)
+        engine = built.engine(net, device=dev, precision=prec, settings=settings)
         return cls(engine, {**meta, "step": state.get("step")})
 
     def __call__(self, audio, sample_rate: int, progress: Callable | None = None):
@@ -111,20 +94,3 @@ def _mismatch(exc: Exception) -> str:
         if "size mismatch for" in line or "Missing key" in line or "Unexpected key" in line:
             return line.strip()[:240]
     return text.splitlines()[0][:240] if text else type(exc).__name__
-
-
-def _disagreements(record: dict, operative: str) -> list[str]:
-    """``['base_channels=16 (operative config: 8)']``: recorded backbone arguments the operative config contradicts."""
-    name = record.get("name", "")
-    out = []
-    for key, value in (record.get("kwargs") or {}).items():
-        m = re.search(rf"^(?:backbones\.)?{re.escape(name)}\.{re.escape(key)} = (.+)$", operative, re.MULTILINE)
-        if not m:
-            continue
-        try:
-            used = parts.plain(ast.literal_eval(m.group(1).strip()))
-        except (ValueError, SyntaxError):
-            continue
-        if used != value:
-            out.append(f"{key}={value!r} (operative config: {m.group(1).strip()})")
-    return out

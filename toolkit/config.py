@@ -12,16 +12,25 @@ from typing import Iterable, Sequence
 
 import gin
 
-from . import registry
+from . import experiment, registry  # noqa: F401  (experiment: the core's own configurables Experiment, Sweep, TrainConfig)
 from .errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def configurables() -> dict[str, object]:
+    """``{selector: object}`` of every configurable a gin file may bind: the core's and each registered part."""
+    found = dict(experiment.CORE_CONFIGURABLES)
+    for kind in registry.KINDS:
+        for name, obj in registry.items(kind):
+            found[f"{kind}.{name}"] = obj
+    return found
+
+
 def known_configurables() -> list[str]:
-    """Every gin-configurable selector (``samplers.ddim``, ``Experiment``, ...)."""
+    """Every gin-configurable selector (``samplers.ddim``, ``Experiment``, ...) and its short name."""
     names = set()
-    for selector, _ in gin.config._REGISTRY.items():
+    for selector in configurables():
         names.add(selector)
         names.add(selector.rsplit(".", 1)[-1])
     return sorted(names)
@@ -69,10 +78,11 @@ def explain_gin_error(exc: BaseException) -> UserError:
 
 
 def _parameters_of(selector: str) -> list[str]:
-    try:
-        fn = gin.config._REGISTRY.get_match(selector).wrapped
-    except Exception:
+    known = configurables()
+    matches = [obj for name, obj in known.items() if name == selector or name.endswith("." + selector)]
+    if len(matches) != 1:
         return []
+    fn = getattr(matches[0], "__wrapped__", matches[0])
     target = fn.__init__ if inspect.isclass(fn) else fn
     try:
         return [p for p in inspect.signature(target).parameters if p not in ("self", "args", "kwargs")]
@@ -81,8 +91,7 @@ def _parameters_of(selector: str) -> list[str]:
 
 
 def load_plugins(plugins: Iterable[str] = ()) -> None:
-    from . import data, experiment, sweep, train  # noqa: F401  (the core's own configurables: datasets.musdb, Experiment, Sweep, TrainConfig)
-
+    """Register the built-in parts, then each ``--plugin`` module or file."""
     registry.load_builtin_plugins()
     for spec in plugins or ():
         registry.load_plugin(spec)

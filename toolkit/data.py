@@ -16,16 +16,13 @@ machine: a ``.npy`` per track keyed by its paths, sizes, mtimes and sample
 rate, memory-mapped on later loads so that later epochs read no mp4.
 
 For evaluation, :func:`iter_tracks` yields ``(name, full-track arrays)``; for
-training, :class:`MUSDBSegments` (registered as ``datasets.musdb``) yields
-segments.
+training, :class:`toolkit.segments.SegmentDataset` yields segments.
 """
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +33,8 @@ import soundfile as sf
 import torch
 from einops import rearrange
 
-from . import registry
 from .errors import UserError
+from .io_utils import atomic_path
 
 STEMS = ("mixture", "drums", "bass", "other", "vocals")  # musdb stem_ids order
 SOURCES = ("drums", "bass", "other", "vocals")
@@ -286,7 +283,8 @@ def track_stems(track, sample_rate: int | None = None, cache_dir=None) -> np.nda
     stems = np.ascontiguousarray(stems, dtype=np.float32)
     stems.setflags(write=False)
     if disk is not None:
-        _save_npy(disk, stems)
+        with atomic_path(disk) as tmp:
+            np.save(tmp, stems)
     _remember(key, stems)
     return stems
 
@@ -338,18 +336,6 @@ def _resample(stems: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
     return rearrange(out.numpy(), "(s c) t -> s t c", s=stems.shape[0])
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def iter_tracks(root=None, subset: str = "test", split: str | None = None, is_wav: bool | None = None,
                 sample_rate: int | None = 44100, cache_dir=None, names=None) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """Yield ``(track name, load_track(...))`` for every track of a subset (or only ``names``), sorted by name.
@@ -367,127 +353,6 @@ def iter_tracks(root=None, subset: str = "test", split: str | None = None, is_wa
         tracks = [t for t in tracks if t.name in wanted]
     for track in tracks:
         yield track.name, load_track(track, cache_dir, sample_rate)
-
-
-# ---------------------------------------------------------------- segments
-
-@registry.register("datasets", "musdb")
-class MUSDBSegments(torch.utils.data.Dataset):
-    """MUSDB18 segments as ``{mixture, instrumental, vocals}: (channels, samples)`` float32 tensors.
-
-    Training (``random_segments=True``): item ``i`` of epoch ``e`` is drawn from
-    ``numpy.random.default_rng([seed, e, i])``, a track uniformly, then a start
-    uniformly (with ``augment_remix`` each source from its own track and start,
-    as in Open-Unmix/Demucs), so items do not depend on worker order;
-    ``len == segments_per_epoch``; call :meth:`set_epoch` each epoch (with
-    non-persistent DataLoader workers, which copy the dataset anew each epoch).
-    Augmentations: per-source gain in [0.25, 1.25], per-source left/right swap.
-
-    Fixed (``random_segments=False``): segments tiling every track from its start,
-    the last one zero-padded (at most ``segments_per_epoch`` of them, evenly
-    spread, when that is set), or whole tracks when ``segment_seconds`` is None.
-
-    ``mixture`` is always ``instrumental + vocals`` computed from the (augmented)
-    sources, so the identity holds exactly. Mono is the mean of both channels;
-    stereo from mono files repeats the channel. ``split`` applies to the train
-    subset only and is ignored for ``subset="test"``.
-    """
-
-    def __init__(self, root=None, subset="train", split="train", is_wav=None, sample_rate=44100, channels=1,
-                 segment_seconds=3.0, segments_per_epoch=1000, random_segments=True, seed=0, augment_gain=False,
-                 augment_channel_swap=False, augment_remix=False, cache_dir=None):
-        if channels not in (1, 2):
-            raise UserError(f"datasets.musdb: channels must be 1 or 2, got {channels!r}")
-        if segment_seconds is None and random_segments:
-            raise UserError("datasets.musdb: random_segments needs segment_seconds; set one or use random_segments=False")
-        if segment_seconds is not None and segment_seconds <= 0:
-            raise UserError(f"datasets.musdb: segment_seconds must be positive, got {segment_seconds}")
-        if random_segments and (segments_per_epoch is None or segments_per_epoch < 1):
-            raise UserError(f"datasets.musdb: segments_per_epoch must be >= 1, got {segments_per_epoch}")
-        db = open_db(root, subset, split if subset == "train" else None, is_wav)
-        self.tracks = [track_ref(t) for t in db.tracks]
-        self.sample_rate = int(sample_rate)
-        self.channels = channels
-        self.segment = None if segment_seconds is None else int(round(segment_seconds * self.sample_rate))
-        self.segments_per_epoch = segments_per_epoch
-        self.random_segments = random_segments
-        self.seed = int(seed)
-        self.augment_gain = augment_gain
-        self.augment_channel_swap = augment_channel_swap
-        self.augment_remix = augment_remix
-        self.cache_dir = None if cache_dir is None else str(cache_dir)
-        self.epoch = 0
-        # lengths at the target rate, as torchaudio's resample makes them
-        self.frames = [math.ceil(t.frames * self.sample_rate / t.rate) for t in self.tracks]
-        self.items = None if random_segments else self._fixed_items()
-
-    @property
-    def names(self) -> list[str]:
-        return [t.name for t in self.tracks]
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.segments_per_epoch if self.random_segments else len(self.items)
-
-    def _fixed_items(self) -> list[tuple[int, int]]:
-        if self.segment is None:
-            return [(t, 0) for t in range(len(self.tracks))]
-        items = [(t, start) for t, frames in enumerate(self.frames) for start in range(0, max(frames, 1), self.segment)]
-        if self.segments_per_epoch is not None and len(items) > self.segments_per_epoch:
-            keep = np.unique(np.linspace(0, len(items) - 1, self.segments_per_epoch).round().astype(int))
-            items = [items[k] for k in keep]
-        return items
-
-    def _random_pick(self, rng: np.random.Generator) -> tuple[int, int]:
-        track = int(rng.integers(len(self.tracks)))
-        return track, int(rng.integers(0, max(0, self.frames[track] - self.segment) + 1))
-
-    def _source(self, track: int, start: int, source: str) -> np.ndarray:
-        """``(samples, file channels)`` of one source, zero-padded to the segment length."""
-        stems = track_stems(self.tracks[track], self.sample_rate, self.cache_dir)
-        audio = stems[STEMS.index(source)]
-        if self.segment is None:
-            return np.array(audio, dtype=np.float32)
-        piece = np.zeros((self.segment, audio.shape[1]), dtype=np.float32)
-        part = audio[start:start + self.segment]
-        piece[: len(part)] = part
-        return piece
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} items")
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        if self.random_segments:
-            if self.augment_remix:
-                picks = [self._random_pick(rng) for _ in SOURCES]
-            else:
-                picks = [self._random_pick(rng)] * len(SOURCES)
-        else:
-            picks = [self.items[index]] * len(SOURCES)
-        sources = {name: self._source(track, start, name) for name, (track, start) in zip(SOURCES, picks)}
-        for name in SOURCES:
-            audio = sources[name]
-            if self.augment_channel_swap and audio.shape[1] == 2 and rng.random() < 0.5:
-                audio = audio[:, ::-1]
-            if self.augment_gain:
-                audio = audio * np.float32(rng.uniform(0.25, 1.25))
-            sources[name] = self._to_channels(audio)
-        instrumental = sources["drums"] + sources["bass"] + sources["other"]
-        vocals = sources["vocals"]
-        return {name: torch.from_numpy(np.ascontiguousarray(rearrange(x, "t c -> c t")))
-                for name, x in (("mixture", instrumental + vocals), ("instrumental", instrumental), ("vocals", vocals))}
-
-    def _to_channels(self, audio: np.ndarray) -> np.ndarray:
-        """``(samples, c) -> (samples, self.channels)``: mono is the channel mean, stereo repeats a mono file."""
-        if audio.shape[1] == self.channels:
-            return audio
-        if self.channels == 1:
-            if audio.shape[1] == 2:  # 60x faster than mean(axis=1) on (samples, 2) (measured in benchmarks/)
-                return (audio[:, :1] + audio[:, 1:2]) * np.float32(0.5)
-            return audio.mean(axis=1, keepdims=True, dtype=np.float32)
-        return np.repeat(audio[:, :1], self.channels, axis=1)
 
 
 # ---------------------------------------------------------------- description

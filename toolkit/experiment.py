@@ -5,21 +5,30 @@ Parts are given by registered name (``'attention_unet'``) or gin reference
 (``backbones.attention_unet.base_channels = 32``). Macros shared across gin
 files (``SEED``, ``SCHEDULE``, ``SAMPLER``, ``SAMPLING_STEPS``, ``PREDICTION``,
 ...) are set in ``experiments/*.gin`` and overridden with ``--gin_param``.
+``Sweep.grid`` declares a sweep's grid in the same files.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-
 import gin
 
+from . import registry
+from .diffusion import PREDICTIONS
 from .errors import UserError
+from .signal import POST_FILTERS
 from .train import TrainConfig
 
 
 @gin.configurable
 class Experiment:
+    """A run's parts and settings (see the module docstring).
+
+    ``evaluation_sets`` adds test sets to the final evaluation beside the
+    training root's own ``test`` subset: ``{label: {'dataset': NAME, **options}}``,
+    each built as that dataset's ``test`` subset (e.g. the quickstart's
+    ``'unseen'`` songs from another generator style). ``evaluation_tracks``
+    limits every set to its first N tracks.
+    """
+
     def __init__(
         self,
         dataset="musdb",
@@ -36,8 +45,7 @@ class Experiment:
         seed: int = 0,
         final_evaluation: bool = False,
         evaluation_tracks: int | None = None,
-        synthetic: dict | None = None,
-        unseen_synthetic: dict | None = None,
+        evaluation_sets: dict | None = None,
         train: TrainConfig | None = None,
         loggers=("tensorboard",),
     ):
@@ -55,8 +63,7 @@ class Experiment:
         self.seed = int(seed)
         self.final_evaluation = bool(final_evaluation)
         self.evaluation_tracks = evaluation_tracks
-        self.synthetic = synthetic
-        self.unseen_synthetic = unseen_synthetic
+        self.evaluation_sets = {str(k): dict(v) for k, v in (evaluation_sets or {}).items()}
         self.train = train or TrainConfig()
         self.loggers = tuple(loggers or ())
         self.check()
@@ -64,60 +71,36 @@ class Experiment:
     def check(self) -> None:
         if self.num_timesteps < 1:
             raise UserError(f"Experiment.num_timesteps = {self.num_timesteps} must be >= 1")
-        if self.sampling_steps is not None and not (1 <= int(self.sampling_steps) <= self.num_timesteps):
-            raise UserError(
-                f"SAMPLING_STEPS = {self.sampling_steps} must be in 1..{self.num_timesteps} (the training timesteps); "
-                "lower it or raise Experiment.num_timesteps")
-        from .separate import POST_FILTERS
+        check_sampling_steps(self.sampling_steps, self.num_timesteps)
         if self.post_filter not in POST_FILTERS:
             raise UserError(f"POST_FILTER = '{self.post_filter}' is unknown; choose one of {', '.join(POST_FILTERS)}")
-        if self.prediction not in ("eps", "x0", "v"):
-            raise UserError(f"PREDICTION = '{self.prediction}' is unknown; choose one of eps, x0, v")
+        if self.prediction not in PREDICTIONS:
+            raise UserError(f"PREDICTION = '{self.prediction}' is unknown; choose one of {', '.join(PREDICTIONS)}")
         # Resolve names now so that typos fail before any work, with a suggestion.
-        from . import registry
         for kind, value in (("datasets", self.dataset), ("transforms", self.transform), ("backbones", self.backbone),
                             ("losses", self.loss), ("schedules", self.schedule), ("samplers", self.sampler)):
             registry.name_of(kind, value)
         for name in self.loggers:
             registry.name_of("loggers", name)
+        for label, spec in self.evaluation_sets.items():
+            if not isinstance(spec.get("dataset"), str):
+                raise UserError(f"Experiment.evaluation_sets['{label}'] needs a 'dataset' name, e.g. "
+                                "{'dataset': 'synthetic', 'style': 'alt'}")
+            registry.name_of("datasets", spec["dataset"])
         self.train.check()
 
-    def data_root(self) -> Path | None:
-        """The synthetic root (generated into the cache on first use), or None for the dataset's own root."""
-        return ensure_synthetic(self.synthetic) if self.synthetic else None
 
-    def unseen_root(self) -> Path | None:
-        return ensure_synthetic(self.unseen_synthetic) if self.unseen_synthetic else None
-
-    def test_tracks(self, root) -> list:
-        """The musdb test tracks of ``root`` that evaluations score (the first ``evaluation_tracks``, or all)."""
-        from .data import open_db
-
-        return list(open_db(root, "test").tracks)[: self.evaluation_tracks or None]
+def check_sampling_steps(steps, num_timesteps: int, name: str = "SAMPLING_STEPS") -> None:
+    """Sampling steps must lie in 1..num_timesteps; ``name`` is how the user set them."""
+    if steps is not None and not (1 <= int(steps) <= num_timesteps):
+        raise UserError(f"{name} = {steps} must be in 1..{num_timesteps} (the training timesteps); "
+                        "lower it or raise Experiment.num_timesteps")
 
 
-def cache_dir() -> Path:
-    import os
-    return Path(os.environ.get("TOOLKIT_CACHE", Path.home() / ".cache" / "diffmsst-toolkit"))
+@gin.configurable
+def Sweep(grid=None):  # noqa: N802  (a gin name users write: Sweep.grid = {...})
+    """Declares a grid in a gin file: ``Sweep.grid = {'SCHEDULE': ['linear', 'cosine'], ...}``."""
+    return grid
 
 
-def ensure_synthetic(spec: dict) -> Path:
-    """Generate (once) a synthetic MUSDB18-HQ tree described by ``spec``; returns its root."""
-    from .synth import synthesize
-
-    spec = dict(spec)
-    key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    root = cache_dir() / f"synthetic-{key}"
-    done = root / ".complete"
-    if done.exists():
-        return root
-    import fcntl
-
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".synthetic-{key}.lock", "w") as lock:  # parallel jobs: one generates, the others wait
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            root.mkdir(parents=True, exist_ok=True)
-            synthesize(root, **spec)
-            done.write_text(json.dumps(spec, sort_keys=True))
-    return root
+CORE_CONFIGURABLES = {"Experiment": Experiment, "TrainConfig": TrainConfig, "Sweep": Sweep}

@@ -1,18 +1,36 @@
-"""End-of-run evaluation: separate and score the test set (and an unseen set) with museval."""
+"""End-of-run evaluation: separate and score the test set (and any ``Experiment.evaluation_sets``) with museval."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from rich.progress import Progress
 
+from . import parts
+from .data import open_db
 from .evaluate import evaluate_tracks, results_markdown, results_table, vocal_sdr_gain
 from .io_utils import atomic_write_text
+from .separate import separate_array
 
 
-def final_evaluation(exp, built, ema_model, device, precision, out, console, data_root, stop=None) -> dict:
-    from .separate import separate_array
+def evaluation_roots(exp, train_root) -> dict[str, Path]:
+    """``{label: root}``: ``test`` is the training root; each of ``exp.evaluation_sets`` is its dataset's root."""
+    roots = {"test": Path(train_root)}
+    for label, spec in exp.evaluation_sets.items():
+        options = {k: v for k, v in spec.items() if k != "dataset"}
+        dataset, _ = parts.build("datasets", spec["dataset"], subset="test", split=None, random_segments=False,
+                                 segment_seconds=None, seed=exp.seed, **options)
+        roots[label] = Path(dataset.root)
+    return roots
 
-    engine = built.engine(ema_model, device, precision)
+
+def test_tracks(root, limit: int | None = None) -> list:
+    """The musdb test tracks of ``root`` that an evaluation scores (the first ``limit``, or all)."""
+    return list(open_db(root, "test").tracks)[: limit or None]
+
+
+def final_evaluation(exp, built: parts.Parts, ema_model, device, precision, out, console, stop=None) -> dict:
+    engine = built.engine(ema_model, device=device, precision=precision)
 
     def separate(mixture, rate, track):
         if stop is not None:
@@ -20,12 +38,8 @@ def final_evaluation(exp, built, ema_model, device, precision, out, console, dat
         return separate_array(engine, mixture, rate)
 
     results = {}
-    sets = [("test", data_root)]
-    unseen = exp.unseen_root()
-    if unseen is not None:
-        sets.append(("unseen", unseen))
-    for key, root in sets:
-        tracks = exp.test_tracks(root)
+    for key, root in evaluation_roots(exp, built.records["dataset"]["root"]).items():
+        tracks = test_tracks(root, exp.evaluation_tracks)
         with Progress(console=console) as bar:
             task = bar.add_task(f"evaluate {key}", total=len(tracks))
             res = evaluate_tracks(tracks, separate, out / "eval" / key,

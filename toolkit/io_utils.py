@@ -18,8 +18,11 @@ its name starts with a dot so folder listings skip it.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -120,3 +123,48 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically (``\\n`` line endings kept as given); returns ``path``."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding, newline=""))
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``path``; on success it is renamed to ``path``.
+
+    For outputs made of several files (a track's stems): a reader sees the whole
+    folder or none of it. An existing ``path`` is replaced; on an exception the
+    temporary folder is removed. Leftovers of a killed writer start with
+    ``.<name>.tmp-`` and can be swept by the folder's one writer.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    except OSError as exc:
+        raise _user_error(path, exc) from exc
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.rename(tmp, path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and (exc.errno in _DISK_ERRNOS or isinstance(exc, PermissionError)):
+            raise _user_error(path, exc) from exc
+        raise
+    _fsync_dir(path.parent)
+
+
+@contextmanager
+def exclusive_lock(lock_file: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (created if needed) for the block.
+
+    Processes that build the same cached output take it in turn: the first
+    builds, the others find the result when they get the lock.
+    """
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

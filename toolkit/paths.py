@@ -21,3 +21,8 @@ def check_writable_dir(path: Path, flag: str = "--out") -> Path:
     except OSError as exc:
         raise UserError(f"{flag} {path}: cannot write there ({exc.strerror or exc}); choose a writable folder") from exc
     return path
+
+
+def cache_dir() -> Path:
+    """Where generated data sets and decoded audio live: ``$TOOLKIT_CACHE``, else ``~/.cache/diffmsst-toolkit``."""
+    return Path(os.environ.get("TOOLKIT_CACHE", Path.home() / ".cache" / "diffmsst-toolkit"))

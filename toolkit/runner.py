@@ -8,24 +8,25 @@ precision, timings) and, with ``FINAL_EVALUATION``, ``results.json/.md``.
 from __future__ import annotations
 
 import json
-import math
 import os
 from datetime import datetime
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from rich.console import Console
 from rich.panel import Panel
 
-from . import checkpoint, config, host_memory, parts, registry
-from .diffusion import GaussianDiffusion
+from . import checkpoint, config, parts, registry
 from .errors import Interrupted, UserError
+from .experiment import Experiment
+from .final_eval import final_evaluation
 from .io_utils import atomic_write_text
 from .logger import MultiLogger, NullLogger
-from .model import Denoiser
 from .paths import check_writable_dir
-from .precision import machine_facts, machine_info, resolve_device, resolve_precision
+from .precision import machine_info, resolve_device, resolve_precision
 from .train import StopSignals, Trainer
+from .validation import make_validate_fn
 
 
 def default_out_dir(gin_file: str) -> Path:
@@ -44,9 +45,8 @@ def prepare_out_dir(out: Path, resume: bool) -> None:
     check_writable_dir(out)
 
 
-def build_experiment():
-    from .experiment import Experiment
-
+def build_experiment() -> Experiment:
+    """The ``Experiment`` of the parsed gin config, checked before any data is read or made."""
     try:
         exp = Experiment()
     except UserError:
@@ -67,57 +67,22 @@ def check_segment_fits_transform(exp) -> None:
         transform, _ = parts.build("transforms", exp.transform)
     except (TypeError, ValueError) as exc:
         raise config.explain_gin_error(exc) from exc
-    n_fft = getattr(transform, "n_fft", None)
-    if isinstance(n_fft, int) and seconds * rate < n_fft:
-        raise UserError(f"SEGMENT_SECONDS = {seconds:g} ({seconds * rate:.0f} samples at {rate:g} Hz) is shorter than "
-                        f"one STFT frame (n_fft = {n_fft}); use SEGMENT_SECONDS >= {math.ceil(n_fft / rate * 1000) / 1000:g}")
+    parts.check_segment(float(seconds), float(rate), getattr(transform, "n_fft", None), "SEGMENT_SECONDS")
 
 
-class Built:
-    """The parts of an experiment, built, with the records a checkpoint keeps."""
-
-    def __init__(self, exp, data_root=None, for_training=True):
-        self.exp = exp
-        self.records: dict = {}
-        ds_kwargs = {"root": str(data_root)} if data_root else {}
-        self.train_set, self.records["dataset"] = parts.build(
-            "datasets", exp.dataset, subset="train", split="train", random_segments=True, seed=exp.seed, **ds_kwargs) \
-            if for_training else (None, None)
-        self.sample_rate = int(self.train_set.sample_rate)
-        self.channels = int(self.train_set.channels)
-        ts = self.train_set
-        self.segment_seconds = float(getattr(ts, "segment_seconds", None) or ts.segment / ts.sample_rate)
-        self.data_root = data_root
-        self.transform, self.records["transform"] = parts.build("transforms", exp.transform)
-        backbone, self.records["backbone"] = parts.build("backbones", exp.backbone,
-                                                          in_channels=2 * self.channels, out_channels=self.channels)
-        self.net = Denoiser(backbone)
-        sched_name = registry.name_of("schedules", exp.schedule)
-        betas = registry.get("schedules", sched_name)(exp.num_timesteps)
-        self.records["schedule"] = {"name": sched_name, "kwargs": {**parts.bindings_of("schedules", sched_name),
-                                                                   "num_timesteps": exp.num_timesteps}}
-        self.diffusion = GaussianDiffusion(betas, prediction=exp.prediction)
-        self.loss_fn, self.records["loss"] = parts.build("losses", exp.loss)
-        sampler_name = registry.name_of("samplers", exp.sampler)
-        self.records["sampling"] = {
-            "sampler": sampler_name, "steps": exp.sampling_steps, "options": parts.plain(exp.sampler_options),
-            "post_filter": exp.post_filter, "prediction": exp.prediction, "sample_rate": self.sample_rate,
-            "channels": self.channels, "segment_seconds": self.segment_seconds,
-        }
-
-    def engine(self, model, device, precision):
-        """The separation engine of this experiment's sampling settings around ``model`` (e.g. the EMA weights)."""
-        from .separate import Engine, SeparationSettings
-
-        exp = self.exp
-        settings = SeparationSettings(sampler=self.records["sampling"]["sampler"], steps=exp.sampling_steps,
-                                      sampler_options=dict(exp.sampler_options), post_filter=exp.post_filter,
-                                      segment_seconds=self.segment_seconds, seed=exp.seed)
-        return Engine(model, self.diffusion, self.transform, sample_rate=self.sample_rate, channels=self.channels,
-                      device=device, precision=precision, settings=settings)
+def build_datasets(exp, console: Console):
+    """``(train_set, valid_set or None)`` of ``exp``'s dataset; a root too small for a valid split trains on, saying so."""
+    train_set, _ = parts.build("datasets", exp.dataset, subset="train", split="train", random_segments=True, seed=exp.seed)
+    try:
+        valid_set, _ = parts.build("datasets", exp.dataset, subset="train", split="valid", random_segments=False,
+                                   seed=exp.seed, root=train_set.root)
+    except UserError as exc:
+        console.print(f"[yellow]no validation set: {exc}")
+        valid_set = None
+    return train_set, valid_set
 
 
-def resume_state(out: Path, built: Built, net) -> tuple[Path, dict]:
+def resume_state(out: Path, records: dict, net) -> tuple[Path, dict]:
     """(path, state) of the newest loadable checkpoint, its weights checked against the built model."""
     path, state = checkpoint.latest_valid(out / "checkpoints")
     if state is None:
@@ -125,7 +90,7 @@ def resume_state(out: Path, built: Built, net) -> tuple[Path, dict]:
     try:
         net.load_state_dict(state["model"])
     except RuntimeError as exc:
-        differ = parts.differences((state.get("meta") or {}).get("parts", {}).get("backbone"), built.records["backbone"])
+        differ = parts.differences((state.get("meta") or {}).get("parts", {}).get("backbone"), records["backbone"])
         why = f"was trained with {', '.join(differ)}" if differ else f"does not fit this model ({str(exc).splitlines()[0][:200]})"
         raise UserError(f"--resume: {path} {why}; resume with the gin settings the run was started with "
                         "(nothing was changed)") from exc
@@ -135,10 +100,7 @@ def resume_state(out: Path, built: Built, net) -> tuple[Path, dict]:
 def make_loggers(exp, run_dir: Path, rank: int):
     if rank != 0:
         return NullLogger()
-    backends = []
-    for name in exp.loggers:
-        backends.append(registry.get("loggers", name)(run_dir=run_dir))
-    return MultiLogger(backends)
+    return MultiLogger([registry.get("loggers", name)(run_dir=run_dir) for name in exp.loggers])
 
 
 def run(files, bindings=(), plugins=(), out=None, resume=False, console: Console | None = None) -> dict:
@@ -159,8 +121,6 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     cfg = exp.train
     device = resolve_device(cfg.device)
     if world > 1:
-        import torch.distributed as dist
-
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
@@ -168,42 +128,33 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     precision = resolve_precision(cfg.precision, device)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    host_memory.keep_freed_memory()  # also when the run comes from the Python API, not the CLI
     info = machine_info(device, precision)
 
     torch.manual_seed(exp.seed)
-    data_root = exp.data_root()
-    built = Built(exp, data_root)
+    train_set, valid_set = build_datasets(exp, console)
+    records = parts.experiment_records(exp, train_set)
+    built = parts.build_parts(records)
     net = built.net.to(device)
-    valid_set = None
-    try:
-        valid_set, _ = parts.build("datasets", exp.dataset, subset="train", split="valid", random_segments=False,
-                                   seed=exp.seed, **({"root": str(data_root)} if data_root else {}))
-    except UserError as exc:  # e.g. a root too small for a valid split: train on, say so
-        console.print(f"[yellow]no validation set: {exc}")
 
     operative = config.operative_config()
-    meta = {"operative_config": operative, "parts": built.records, "machine": info, "seed": exp.seed,
+    meta = {"operative_config": operative, "parts": records, "machine": info, "seed": exp.seed,
             "prediction": exp.prediction}
     n_params = sum(p.numel() for p in net.parameters())
     console.print(Panel.fit(
-        f"run dir  [bold]{out}[/]\nmodel    {registry.name_of('backbones', exp.backbone)} ({n_params / 1e6:.2f} M params), "
-        f"prediction {exp.prediction}, schedule {built.records['schedule']['name']} x{exp.num_timesteps}\n"
-        f"data     {data_root or 'dataset root'} @ {built.sample_rate} Hz, {built.channels} ch, {built.segment_seconds:g} s segments\n"
+        f"run dir  [bold]{out}[/]\nmodel    {records['backbone']['name']} ({n_params / 1e6:.2f} M params), "
+        f"prediction {exp.prediction}, schedule {records['schedule']['name']} x{exp.num_timesteps}\n"
+        f"data     {records['dataset']['name']} at {train_set.root} @ {built.sample_rate} Hz, {built.channels} ch, "
+        f"{built.segment_seconds:g} s segments\n"
         f"machine  {info['cpu']} | capability {info['cpu_capability']} | {info['threads']} threads | "
         f"device {info['device']} | precision [bold]{precision}[/]",
         title="Diff-MSST run"))
 
-    resumed = resume_state(out, built, net) if resume else None  # before the loggers write anything
+    resumed = resume_state(out, records, net) if resume else None  # before the loggers write anything
     logger = make_loggers(exp, out, rank)
-    from .validation import make_validate_fn
-
     validate_fn = make_validate_fn(built, valid_set, device, precision, cfg) if valid_set is not None else None
-    train_net = net
-    if world > 1:
-        train_net = torch.nn.parallel.DistributedDataParallel(net)
+    train_net = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
     trainer = Trainer(net=train_net, diffusion=built.diffusion, transform=built.transform, loss_fn=built.loss_fn,
-                      train_set=built.train_set, valid_set=valid_set, cfg=cfg, seed=exp.seed, run_dir=out, meta=meta,
+                      train_set=train_set, valid_set=valid_set, cfg=cfg, seed=exp.seed, run_dir=out, meta=meta,
                       logger=logger, device=device, precision=precision, console=console, validate_fn=validate_fn)
     trainer.set_rank(rank, world)
     if resumed:
@@ -229,18 +180,13 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
         raise
     summary["training"] = fit
     if exp.final_evaluation and rank == 0:
-        from .final_eval import final_evaluation
-
-        summary["evaluation"] = final_evaluation(exp, built, trainer.ema.model, device, precision, out, console, data_root,
+        summary["evaluation"] = final_evaluation(exp, built, trainer.ema.model, device, precision, out, console,
                                                  stop=stop)
     logger.close()
-    summary["machine"] = {**info, **machine_facts()}  # plugins' facts as they stand after the run (compiled kernels)
     if rank == 0:
         atomic_write_text(out / "run.json", json.dumps(summary, indent=2, default=str))
         print_summary(console, summary)
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
         dist.destroy_process_group()
     return summary
@@ -252,9 +198,8 @@ def print_summary(console: Console, summary: dict) -> None:
              f"training    {tr.get('steps')} steps, {tr.get('minutes', 0):.1f} min this session on "
              f"{summary['machine']['cpu_capability']} ({summary['precision']})",
              f"checkpoint  {Path(summary['run_dir']) / 'checkpoints' / 'last.pt'}"]
-    ev = summary.get("evaluation") or {}
-    for key, label in (("test", "test set"), ("unseen", "unseen set")):
-        if key in ev and ev[key].get("vocal_sdr_gain") is not None:
-            lines.append(f"{label:<12}vocal SDR {ev[key]['model']['vocals']['SDR']:+.2f} dB, "
-                         f"gain over mixture {ev[key]['vocal_sdr_gain']:+.2f} dB")
+    for key, res in (summary.get("evaluation") or {}).items():
+        if res.get("vocal_sdr_gain") is not None:
+            lines.append(f"{key + ' set':<12}vocal SDR {res['model']['vocals']['SDR']:+.2f} dB, "
+                         f"gain over mixture {res['vocal_sdr_gain']:+.2f} dB")
     console.print(Panel.fit("\n".join(lines), title="summary"))

@@ -26,7 +26,6 @@ from .audio import resample
 from .model import epsilon_fn
 from .signal import instrumental_to_vocals, post_filter as apply_post_filter
 
-POST_FILTERS = ("none", "soft", "wiener")
 
 
 @dataclass

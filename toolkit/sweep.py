@@ -22,15 +22,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import gin
+from rich.console import Console
 
-from . import config
+from . import checkpoint, config, parts
+from .api import Separator
+from .evaluate import evaluate_tracks
 from .errors import UserError
+from .final_eval import evaluation_roots, test_tracks
 from .io_utils import atomic_write_text
+from .runner import build_experiment, run
+from .separate import separate_array
 
 # Bindings that only affect sampling: a cell that differs only in these reuses a trained checkpoint.
 SAMPLING_ONLY = re.compile(
     r"^(SAMPLER|SAMPLING_STEPS|POST_FILTER|ETA|FINAL_EVALUATION|Experiment\.(sampler|sampling_steps|sampler_options|post_filter|"
-    r"final_evaluation|evaluation_tracks|unseen_synthetic)|samplers\..*)$")
+    r"final_evaluation|evaluation_tracks|evaluation_sets)|samplers\..*)$")
 
 
 def parse_value(text: str) -> str:
@@ -140,12 +146,6 @@ def _gin_literal(value) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-@gin.configurable
-def Sweep(grid=None):  # noqa: N802  (a gin name users write: Sweep.grid = {...})
-    """Declares a grid in a gin file: ``Sweep.grid = {'SCHEDULE': ['linear', 'cosine'], ...}``."""
-    return grid
-
-
 def plan(files, grid_args, fixed, plugins, out) -> SweepSpec:
     config.load_plugins(plugins)
     grid = gin_grid(files)
@@ -161,8 +161,6 @@ def plan(files, grid_args, fixed, plugins, out) -> SweepSpec:
     for cell in cells:
         try:
             config.parse(files, [*fixed, *cell.to_gin()], plugins)
-            from .runner import build_experiment
-
             build_experiment()
         except UserError as exc:
             raise UserError(f"sweep cell {cell.name}: {str(exc).splitlines()[0]}") from exc
@@ -177,13 +175,9 @@ def train_bindings(spec: SweepSpec, cell: Cell) -> list[str]:
 
 def run_training(spec: SweepSpec, cell: Cell, console=None) -> Path:
     """Train (or resume, or skip) the run that ``cell`` reuses; returns its run directory."""
-    from .runner import run
-
     run_dir = spec.train_dir(cell.train_key)
     if (run_dir / "run.json").exists():
         return run_dir
-    from . import checkpoint
-
     resume = checkpoint.has_checkpoints(run_dir / "checkpoints")
     run(spec.files, train_bindings(spec, cell), spec.plugins, out=run_dir, resume=resume, console=console)
     return run_dir
@@ -191,13 +185,6 @@ def run_training(spec: SweepSpec, cell: Cell, console=None) -> Path:
 
 def run_cell(spec: SweepSpec, cell: Cell, console=None) -> dict:
     """Evaluate one cell with its training run's checkpoint; writes ``results.json`` last."""
-    from rich.console import Console
-
-    from .api import Separator
-    from .evaluate import evaluate_tracks
-    from .runner import build_experiment
-    from .separate import separate_array
-
     console = console or Console()
     cell_dir = spec.cell_dir(cell)
     done = cell_dir / "results.json"
@@ -213,7 +200,7 @@ def run_cell(spec: SweepSpec, cell: Cell, console=None) -> dict:
                                         steps=exp.sampling_steps, post_filter=exp.post_filter, seed=exp.seed)
         if exp.sampler_options:
             sep.engine.settings.sampler_options.update(exp.sampler_options)
-        tracks = exp.test_tracks(exp.data_root() or _dataset_root(run_dir))
+        tracks = test_tracks(trained_root(run_dir), exp.evaluation_tracks)
         res = evaluate_tracks(tracks, lambda m, r, t: separate_array(sep.engine, m, r), cell_dir, baseline=False,
                               save_estimates=False)
         atomic_write_text(cell_dir / "operative_config.gin", config.operative_config() + "\n" + config.config_str())
@@ -231,17 +218,14 @@ def run_cell(spec: SweepSpec, cell: Cell, console=None) -> dict:
     return result
 
 
-def _dataset_root(run_dir: Path):
-    import torch
-
-    meta = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True).get("meta", {})
-    return meta.get("parts", {}).get("dataset", {}).get("kwargs", {}).get("root")
+def trained_root(run_dir: Path) -> Path:
+    """The data root a finished training ran on, as its checkpoint records it."""
+    state = checkpoint.load(run_dir / "checkpoints" / "last.pt")
+    return Path(state["meta"]["parts"]["dataset"]["root"])
 
 
 def baseline(spec: SweepSpec, console=None) -> dict | None:
     """Scores of the mixture-as-estimate baseline on the sweep's test set (once per sweep)."""
-    from .evaluate import evaluate_tracks
-
     path = Path(spec.out) / "baseline.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -249,12 +233,10 @@ def baseline(spec: SweepSpec, console=None) -> dict | None:
     cell = next((c for c in spec.cells if (spec.train_dir(c.train_key) / "run.json").exists()), spec.cells[0])
     config.parse(spec.files, [*spec.fixed, *cell.to_gin()], spec.plugins)
     try:
-        from .runner import build_experiment
-
-        exp = build_experiment()
-        tracks = exp.test_tracks(exp.data_root() or _dataset_root(spec.train_dir(cell.train_key)))
+        limit = build_experiment().evaluation_tracks
     finally:
         gin.clear_config()
+    tracks = test_tracks(trained_root(spec.train_dir(cell.train_key)), limit)
     res = evaluate_tracks(tracks, lambda m, r, t: (m, m), Path(spec.out) / "baseline", baseline=False, save_estimates=False)
     atomic_write_text(path, json.dumps(res["model"], indent=2))
     return res["model"]
@@ -275,17 +257,18 @@ def load_manifest(out) -> SweepSpec:
 
 
 def prepare_data(spec: SweepSpec) -> None:
-    """Generate each synthetic data set the sweep's trainings use, once, in this process.
+    """Build each data set the sweep's trainings and evaluations use once, in this process.
 
-    Jobs running in parallel would otherwise all start writing the same cache folder.
+    Generated sets are made on first use; jobs running in parallel would otherwise wait on one another.
     """
-    from .runner import build_experiment
-
     for key in dict.fromkeys(c.train_key for c in spec.cells):
         cell = next(c for c in spec.cells if c.train_key == key)
         config.parse(spec.files, [*spec.fixed, *cell.to_gin()], spec.plugins)
         try:
-            build_experiment().data_root()
+            exp = build_experiment()
+            dataset, _ = parts.build("datasets", exp.dataset, subset="train", split="train", random_segments=True,
+                                     seed=exp.seed)
+            evaluation_roots(exp, dataset.root)
         finally:
             gin.clear_config()
 

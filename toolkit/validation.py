@@ -5,21 +5,21 @@ spectrogram figure (mixture, target, estimate) of the first segment.
 """
 from __future__ import annotations
 
+import museval
 import numpy as np
 import torch
 
 
 def make_validate_fn(built, valid_set, device, precision, cfg):
+    """``validate(ema_model, step, logger) -> median vocal SDR`` over the first ``cfg.validation_segments`` items."""
     n = min(len(valid_set), max(1, cfg.validation_segments))
     items = [valid_set[i] for i in range(n)]
-    exp = built.exp
+    seed = int(built.sampling["seed"])
 
     def validate(ema_model, step, logger) -> float:
-        import museval
-
-        engine = built.engine(ema_model, device, precision)
+        engine = built.engine(ema_model, device=device, precision=precision)
         mix = torch.stack([it["mixture"] for it in items])
-        inst = engine.instrumental(mix, [exp.seed * 1000 + i for i in range(n)]).cpu()
+        inst = engine.instrumental(mix, [seed * 1000 + i for i in range(n)]).cpu()
         voc = mix - inst
         sdrs = []
         for i, it in enumerate(items):
@@ -43,7 +43,7 @@ def make_validate_fn(built, valid_set, device, precision, cfg):
 
 def spectrogram_figure(mixture, target, estimate, transform):
     """Three log-magnitude spectrograms side by side: mixture, true vocals, estimated vocals."""
-    import matplotlib
+    import matplotlib  # optional heavy dependency: imported when a figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -12,8 +12,8 @@ Where the vocal term is measured (``vocal_space``):
 - ``"magnitude"``: in linear STFT magnitude, divided by each item's RMS mixture
   magnitude. With the mixture phase shared by both estimates, the squared
   magnitude error is the waveform error that SDR counts (Parseval), so loud bins
-  weigh as they do in the score; the per-item scale keeps quiet songs in the loss.
-  Measured on the quickstart: +6.3 dB vocal SDR gain against +5.4 (README, Results).
+  weigh as they do in the score; the per-item scale keeps quiet songs in the loss
+  (the two spaces are compared in docs/results.md).
 """
 from __future__ import annotations
 
@@ -21,16 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from toolkit import registry
+from toolkit.contracts import Batch
 from toolkit.errors import UserError
-
-
-def subtract_from_mixture(x0_hat: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-    """Vocals ~= mixture - instrumental, both (batch, channels, freq, frames) normalized specs.
-
-    An approximation: magnitudes do not add and the two specs' normalizations need
-    not match; the trainer passes a transform-aware ``to_vocals`` instead.
-    """
-    return cond - x0_hat
 
 
 VOCAL_SPACES = ("normalized", "magnitude")
@@ -65,33 +57,23 @@ class CounterfactualLoss:
     def __repr__(self):
         return f"CounterfactualLoss(vocal_weight={self.vocal_weight}, vocal_space={self.vocal_space!r})"
 
-    def __call__(self, net, diffusion, x0, cond, vocals, *, t, noise, to_vocals=None, to_magnitude=None):
-        """Loss of ``net`` on one batch -> (total: scalar, parts: {"diffusion", "vocal", "total"}).
+    def __call__(self, net, diffusion, batch: Batch):
+        """Loss of ``net`` on one :class:`~toolkit.contracts.Batch` -> (total: scalar, parts: {"diffusion", "vocal", "total"}).
 
-        x0: (batch, channels, freq, frames) normalized instrumental spec; cond: the
-        normalized mixture (same shape as the network's conditioning); vocals: the
-        normalized vocal spec (mixture's statistics); t: LongTensor (batch,);
-        noise: like x0. ``net(x_t, t, cond)`` returns a prediction of type
-        ``diffusion.prediction``. ``to_vocals(x0_hat, cond) -> vocals_hat`` (the
-        ``"normalized"`` space) defaults to :func:`subtract_from_mixture`;
-        ``to_magnitude(spec) -> linear magnitude`` (the transform's inverse, with
-        the batch's state) is required by the ``"magnitude"`` space. Raises
-        FloatingPointError on a non-finite total.
+        ``net(x_t, t, cond)`` returns a prediction of type ``diffusion.prediction``.
+        Raises FloatingPointError on a non-finite total.
         """
-        to_vocals = subtract_from_mixture if to_vocals is None else to_vocals
-        x_t = diffusion.q_sample(x0, t, noise)
+        x0, cond, vocals, t = batch.x0, batch.cond, batch.vocals, batch.t
+        x_t = diffusion.q_sample(x0, t, batch.noise)
         pred = net(x_t, t, cond)
         # losses in float32 even under autocast: bf16 squares of small errors underflow
         pred = pred.float()
-        diffusion_part = F.mse_loss(pred, diffusion.training_target(x0, noise, t, x_t).float())
+        diffusion_part = F.mse_loss(pred, diffusion.training_target(x0, batch.noise, t, x_t).float())
         x0_hat = diffusion.to_x0(x_t.float(), t, pred)
         if self.vocal_space == "magnitude":
-            if to_magnitude is None:
-                raise ValueError("vocal_space 'magnitude' needs to_magnitude (the transform's inverse); "
-                                 "the trainer passes it, direct callers must too")
-            vocal_part = F.mse_loss(*relative_magnitudes(to_magnitude, x0_hat, cond, vocals))
+            vocal_part = F.mse_loss(*relative_magnitudes(batch.to_magnitude, x0_hat, cond, vocals))
         else:
-            vocal_part = F.mse_loss(to_vocals(x0_hat, cond.float()).float(), vocals.float())
+            vocal_part = F.mse_loss(batch.to_vocals(x0_hat).float(), vocals.float())
         total = diffusion_part + self.vocal_weight * vocal_part
         parts = {"diffusion": diffusion_part, "vocal": vocal_part, "total": total}
         if not bool(torch.isfinite(total)):

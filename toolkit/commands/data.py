@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .. import synth
+from .. import registry
 from ..data import describe_root
 from ..errors import UserError
 
@@ -32,9 +32,9 @@ def add_parser(subparsers, parent: argparse.ArgumentParser | None = None) -> arg
     p.add_argument("--seconds", type=float, default=8.0, metavar="S", help="length of each track (default 8)")
     p.add_argument("--sample-rate", type=int, default=44100, metavar="SR", help="default 44100")
     p.add_argument("--seed", type=int, default=0, metavar="K", help="default 0")
-    p.add_argument("--style", choices=synth.STYLES, default="default",
-                   help="'alt' draws other voices and instruments, for evaluation on unseen material")
-    p.add_argument("--subtype", choices=synth.SUBTYPES, default="FLOAT", help="WAV sample format (default FLOAT)")
+    p.add_argument("--style", default="default",
+                   help="default or alt: 'alt' draws other voices and instruments, for evaluation on unseen material")
+    p.add_argument("--subtype", default="FLOAT", help="WAV sample format: FLOAT (default), PCM_16 or PCM_24")
     p.set_defaults(func=run_synth)
 
     p = commands.add_parser("info", parents=parents, help="describe a MUSDB18 root: tracks, durations, rates, splits",
@@ -56,6 +56,11 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def run_synth(args) -> int:
+    registry.load_builtin_plugins()
+    synthesize = getattr(registry.get("datasets", "synthetic"), "synthesize", None)
+    if synthesize is None:
+        raise UserError("toolkit data synth: the registered 'synthetic' dataset has no synthesize(); "
+                        "it is not the toolkit's built-in generator")
     out: Path = args.out
     before = _track_count(out)
     with Progress(TextColumn("[bold]synth[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -66,7 +71,7 @@ def run_synth(args) -> int:
             progress.update(task, completed=done, total=total, description=name)
 
         try:
-            synth.synthesize(out, tracks=args.tracks, seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed,
+            synthesize(out, tracks=args.tracks, seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed,
                              test_tracks=args.test_tracks, style=args.style, subtype=args.subtype, progress=advance)
         except OSError as exc:  # disk full, read-only, permissions: finished tracks stay, the rest can be completed
             raise UserError(f"synth: cannot write into {out} ({exc.strerror or exc}); free space or fix the folder, "
