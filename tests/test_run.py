@@ -31,7 +31,7 @@ def test_every_experiment_parses_and_builds(gin_file):
 
 
 def test_quickstart_v1_part_restores_the_earlier_quickstart():
-    """gin/train/quickstart_v1.gin reproduces the README figures measured before issue 13's changes."""
+    """gin/train/quickstart_v1.gin restores the earlier quickstart's settings on top of experiments/quickstart.gin."""
     from toolkit import config
     from toolkit.runner import build_experiment
 
@@ -184,8 +184,6 @@ def test_final_evaluation_scores_test_and_unseen_sets(tmp_path):
     assert "vocal SDR gain over the mixture baseline" in p.stdout and (out / "results.md").is_file()
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["machine"]["cpu_capability"] and run_json["precision"] in ("bf16", "fp32")
-    # read after the run: the compiled kernels have been built or loaded by then (or it says why not)
-    assert run_json["machine"]["cpu_kernels"].startswith(("compiled (", "unavailable", "off ("))
 
 
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v"])

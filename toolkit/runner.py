@@ -17,14 +17,14 @@ import torch
 from rich.console import Console
 from rich.panel import Panel
 
-from . import checkpoint, config, host_memory, parts, registry
+from . import checkpoint, config, parts, registry
 from .diffusion import GaussianDiffusion
 from .errors import Interrupted, UserError
 from .io_utils import atomic_write_text
 from .logger import MultiLogger, NullLogger
 from .model import Denoiser
 from .paths import check_writable_dir
-from .precision import machine_facts, machine_info, resolve_device, resolve_precision
+from .precision import machine_info, resolve_device, resolve_precision
 from .train import StopSignals, Trainer
 
 
@@ -168,7 +168,6 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     precision = resolve_precision(cfg.precision, device)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    host_memory.keep_freed_memory()  # also when the run comes from the Python API, not the CLI
     info = machine_info(device, precision)
 
     torch.manual_seed(exp.seed)
@@ -234,7 +233,6 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
         summary["evaluation"] = final_evaluation(exp, built, trainer.ema.model, device, precision, out, console, data_root,
                                                  stop=stop)
     logger.close()
-    summary["machine"] = {**info, **machine_facts()}  # plugins' facts as they stand after the run (compiled kernels)
     if rank == 0:
         atomic_write_text(out / "run.json", json.dumps(summary, indent=2, default=str))
         print_summary(console, summary)
