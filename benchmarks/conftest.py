@@ -25,8 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from plugins import cpu_kernels
-from toolkit import host_memory, registry
+from toolkit import registry
 from toolkit.diffusion import GaussianDiffusion
 from toolkit.model import Denoiser
 from toolkit.precision import machine_info as toolkit_machine_info, resolve_device, resolve_precision
@@ -120,8 +119,8 @@ def sizes_for(full: bool) -> Sizes:
     path = FULL_EXPERIMENT if full else QUICK_EXPERIMENT
     values = gin_values(path)
     backbone = _prefixed(values, "backbones.attention_unet.")
-    # DDPM-1000 with the quickstart U-Net takes ~1 min on 2 cores: a 16-channel U-Net of the same shape keeps
-    # the sampler comparison (same loop, same segment) to seconds.
+    # DDPM-1000 with the quickstart U-Net is slow on a CPU: a 16-channel U-Net of the same shape keeps the
+    # sampler comparison (same loop, same segment) short.
     sampler_backbone = dict(backbone) if full else {**backbone, "base_channels": 16}
     return Sizes(
         mode="full" if full else "quick",
@@ -214,7 +213,6 @@ def pytest_runtest_logreport(report):
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own pytest_configure reads the option
 def pytest_configure(config):
     config._bench_started = time.time()
-    host_memory.keep_freed_memory()  # as `toolkit` runs: every benchmark, the fp32 baseline too, gets it
     threads = os.environ.get("BENCH_THREADS")
     if threads:  # e.g. 1 on a machine whose cores other jobs share: OpenMP barriers then dominate bf16 steps
         if not threads.isdigit() or int(threads) < 1:
@@ -228,7 +226,6 @@ def pytest_configure(config):
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     device = resolve_device("auto")
-    cpu_kernels.ops()  # built or loaded, so that machine_info's cpu_kernels entry says which
     machine_info["toolkit"] = toolkit_machine_info(device, resolve_precision("auto", device))
 
 

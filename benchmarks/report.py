@@ -133,8 +133,7 @@ def render_markdown(data: dict, derived: dict) -> str:
     machine = (f"{m.get('cpu', '?')} ({m.get('cpu_capability', '?')}, native bf16: {m.get('native_bf16', '?')}), "
                f"{m.get('threads', '?')} threads / {m.get('cores', '?')} cores, device {m.get('device', '?')}"
                + (f" ({m['gpu']})" if "gpu" in m else "")
-               + f", precision {m.get('precision', '?')}, torch {m.get('torch', '?')}"
-               + f", CPU kernels {m.get('cpu_kernels', '?')}")
+               + f", precision {m.get('precision', '?')}, torch {m.get('torch', '?')}")
     lines = [
         "# Benchmarks",
         "",

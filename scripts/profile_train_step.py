@@ -1,11 +1,10 @@
 """Where a backbone train step spends its time: per-op profile, default execution against fp32 eager.
 
 Same model, input and step as ``benchmarks/test_bench_backbone.py`` (sizes read
-from the benchmark's gin files, the trainer's fused AdamW, the toolkit's host
-allocator setting), profiled with ``torch.profiler``; prints each mode's median
-step and its time per step in convolutions, GroupNorm, attention, SiLU, the
-optimizer and the rest, then the top ops. Use it to see what bounds
-``default_vs_fp32_eager``:
+from the benchmark's gin files, the trainer's fused AdamW), profiled with
+``torch.profiler``; prints each mode's median step and its time per step in
+convolutions, GroupNorm, attention, SiLU, the optimizer and the rest, then the
+top ops. Use it to see what bounds ``default_vs_fp32_eager``:
 
     .venv/bin/python scripts/profile_train_step.py            # quickstart sizes
     .venv/bin/python scripts/profile_train_step.py --full     # diffmsst_base sizes
@@ -25,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.conftest import sizes_for  # noqa: E402
 from benchmarks.test_bench_backbone import make_batch, train_step  # noqa: E402
-from toolkit import host_memory, registry  # noqa: E402
+from toolkit import registry  # noqa: E402
 from toolkit.precision import resolve_device, resolve_precision  # noqa: E402
 
 GROUPS = {  # name fragments of an op or of any op or autograd node above it -> a line of the summary
@@ -64,7 +63,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per mode (after 2 warm-up steps)")
     parser.add_argument("--top", type=int, default=12, help="ops listed per mode")
     args = parser.parse_args()
-    print(host_memory.keep_freed_memory())
     import plugins  # noqa: F401  (registers the backbone)
 
     sizes = sizes_for(args.full)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +11,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 CLIP = SHARED / "musdb18-sample"
-
-# Tests of the compiled CPU kernels (plugins/csrc) need the compiler torch.utils.cpp_extension calls.
-needs_cpu_kernels = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None,
-                                       reason="no C++ compiler on PATH: the compiled CPU kernels cannot be built")
 
 
 @pytest.fixture(autouse=True)

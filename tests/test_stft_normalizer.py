@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import needs_cpu_kernels
 from toolkit import registry
 from toolkit.audio import resample, to_channels
 from toolkit.errors import UserError
@@ -83,13 +82,12 @@ def test_round_trip_options(options):
 
 
 @pytest.mark.parametrize("hop", [128, 200])
-def test_round_trip_without_centering_is_exact_away_from_the_first_samples(hop):
-    transform = STFTNormalizer(n_fft=512, hop_length=hop, center=False)
+def test_round_trip_without_centering(hop):
+    transform = STFTNormalizer(n_fft=512, hop_length=hop, center=False, window="hamming")
     audio = noise((1, 2, 3001), seed=1)  # not a whole number of frames: the tail must survive
     decoded = transform.decode(*transform.encode(audio))
     assert decoded.shape == audio.shape
-    # The window is ~0 at a frame's edge, so the very first samples are ill-conditioned.
-    assert snr_db(audio[..., 32:], decoded[..., 32:]) > 60
+    assert snr_db(audio, decoded) > 60  # the first and last samples too: the hamming window is not 0 at its edges
 
 
 def test_float64_stays_float64():
@@ -138,15 +136,14 @@ def test_silence_encodes_finite_and_decodes_to_zeros():
 @pytest.mark.parametrize("center", [True, False])
 @pytest.mark.parametrize("length", [1, 2, 1024, 1025])
 def test_inputs_shorter_than_a_frame_round_trip(center, length):
-    transform = STFTNormalizer(center=center)
+    transform = STFTNormalizer(center=center, window="hann" if center else "hamming")
     audio = noise((1, 2, length), seed=4)
     spec, state = transform.encode(audio)
     assert spec.shape[-1] == transform.num_frames(length) >= 1
     decoded = transform.decode(spec, state)
     assert decoded.shape == (1, 2, length)
     assert torch.isfinite(spec).all() and torch.isfinite(decoded).all()
-    if center:  # without centering a lone sample sits where the window is 0
-        assert torch.allclose(decoded, audio, atol=1e-5)
+    assert torch.allclose(decoded, audio, atol=1e-5)
 
 
 def test_encode_with_uses_the_mixtures_scale():
@@ -190,6 +187,8 @@ def test_state_select_and_to():
         (dict(hop_length=2048), "hop_length"),
         (dict(n_fft=1), "n_fft"),
         (dict(power=0), "power"),
+        (dict(center=False), "center = False with window 'hann'.*torch.istft"),
+        (dict(center=False, window="blackman"), "use center = True or window = 'hamming'"),
     ],
 )
 def test_bad_options_raise_user_errors(options, needle):
@@ -215,16 +214,14 @@ def test_cuda_matches_cpu():
 
 @pytest.mark.parametrize("window", ["hann", "hamming", "blackman"])
 @pytest.mark.parametrize("n_fft, hop", [(512, 128), (512, 256), (256, 64), (512, 200), (256, 100), (512, 384)])
-def test_hop_overlap_add_matches_torch_istft(window, n_fft, hop):
-    """The overlap-add inverse is torch.istft's least-squares inverse, faster; hops need not divide n_fft."""
+def test_stft_then_istft_reconstructs_the_audio(window, n_fft, hop):
+    """Every window and hop, including hops that do not divide n_fft, and a length that is not whole hops."""
     transform = STFTNormalizer(n_fft=n_fft, hop_length=hop, window=window)
     audio = torch.randn(2, 3, 5000, generator=torch.Generator().manual_seed(0))
     spec = transform.stft(audio)
-    ours = transform.istft(spec, 5000)
-    flat = spec.reshape(6, *spec.shape[-2:])
-    theirs = torch.istft(flat, n_fft, hop, window=transform._window(audio), center=True, length=5000).reshape(2, 3, -1)
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(ours, audio, rtol=1e-4, atol=1e-4)
+    assert spec.shape == (2, 3, n_fft // 2 + 1, transform.num_frames(5000))
+    torch.testing.assert_close(transform.istft(spec, 5000), audio, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(transform.istft(spec, 4000), audio[..., :4000], rtol=1e-4, atol=1e-4)
 
 
 def test_window_cached_in_inference_mode_still_serves_autograd():
@@ -241,67 +238,45 @@ def test_window_cached_in_inference_mode_still_serves_autograd():
     assert audio.grad is not None and torch.isfinite(audio.grad).all()
 
 
-# ----- the compiled encode / decode (plugins/csrc/spectrogram.cpp) against PyTorch's ops -----
-
-
-def _pytorch_only(tr: STFTNormalizer) -> STFTNormalizer:
-    """The same transform with the compiled kernels switched off (PyTorch's ops only)."""
-    plain = STFTNormalizer(**{k: getattr(tr, k) for k in ("n_fft", "hop_length", "window", "center", "power",
-                                                           "compression", "normalization", "eps")})
-    plain._kernels_for = lambda complex_spec: None
-    return plain
-
-
-@needs_cpu_kernels
 @pytest.mark.parametrize("options", [{}, {"compression": "log"}, {"compression": "none"}, {"normalization": "none"},
                                      {"n_fft": 512, "hop_length": 200}])
-def test_compiled_encode_and_decode_match_pytorch(options):
+def test_encode_decode_round_trip_with_a_silent_item_in_the_batch(options):
     tr = STFTNormalizer(**{"n_fft": 1024, "hop_length": 256, **options})
     gen = torch.Generator().manual_seed(3)
     audio = 0.1 * torch.randn(4, 2, 22050, generator=gen)
     audio[1] = 0.0  # a silent item: zero span, every bin silent
-    assert tr._kernels_for(tr.stft(audio)) is not None  # the compiled path runs here
     spec, state = tr.encode(audio)
-    ref_spec, ref_state = _pytorch_only(tr).encode(audio)
-    assert spec.stride() == ref_spec.stride() and state.mag.stride() == ref_state.mag.stride()
-    torch.testing.assert_close(state.mag, ref_state.mag, rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(spec, ref_spec, rtol=0, atol=1e-6)
-    torch.testing.assert_close(state.lo, ref_state.lo, rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(state.hi, ref_state.hi, rtol=1e-6, atol=1e-9)
-    if tr.normalization == "minmax":  # each sounding item still spans exactly [-1, 1]
-        sounding = [0, 2, 3]
+    assert torch.isfinite(spec).all() and state.lo.shape == state.hi.shape == (4,)
+    sounding = [0, 2, 3]
+    if tr.normalization == "minmax":  # each sounding item spans exactly [-1, 1]
         assert (spec[sounding].amax(dim=(1, 2, 3)) == 1).all() and (spec[sounding].amin(dim=(1, 2, 3)) == -1).all()
-    other = 0.05 * torch.randn(4, 2, 22050, generator=gen)
-    # (relative: on the silent item's eps-wide span these values reach 1e7)
-    torch.testing.assert_close(tr.encode_with(other, state), _pytorch_only(tr).encode_with(other, ref_state),
-                               rtol=1e-5, atol=1e-6)
-    out, ref_out = tr.decode(spec, state), _pytorch_only(tr).decode(ref_spec, ref_state)
-    torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-6 * ref_out.abs().max().item())
+    torch.testing.assert_close(tr.encode_with(audio, state), spec, rtol=0, atol=1e-6)
+    out = tr.decode(spec, state)
+    assert out.shape == audio.shape
+    assert snr_db(audio[sounding], out[sounding]) > 60
     assert out[1].abs().max() == 0  # silence decodes to zeros
 
 
-@needs_cpu_kernels
-def test_compiled_encode_propagates_nan_like_pytorch():
+def test_a_nan_in_one_item_leaves_the_others_statistics_alone():
     tr = STFTNormalizer(n_fft=256, hop_length=64)
-    audio = torch.randn(2, 1, 2000)
+    audio = torch.randn(2, 1, 2000, generator=torch.Generator().manual_seed(4))
     audio[0, 0, 500] = float("nan")
     _, state = tr.encode(audio)
-    _, ref = _pytorch_only(tr).encode(audio)
-    assert state.lo[0].isnan() and state.hi[0].isnan() and ref.lo[0].isnan()
-    torch.testing.assert_close(state.hi[1], ref.hi[1])
+    _, alone = tr.encode(audio[1:])
+    assert state.lo[0].isnan() and state.hi[0].isnan()
+    torch.testing.assert_close(state.hi[1:], alone.hi)
+    torch.testing.assert_close(state.lo[1:], alone.lo)
 
 
-@needs_cpu_kernels
-def test_compiled_path_steps_aside_for_autograd_and_other_layouts():
+def test_gradients_reach_the_audio_through_encode_and_decode():
     tr = STFTNormalizer(n_fft=256, hop_length=64)
     audio = torch.randn(2, 1, 2000, requires_grad=True)
     spec, state = tr.encode(audio)
-    assert spec.grad_fn is not None  # PyTorch's ops: gradients reach the audio
+    assert spec.grad_fn is not None
     spec.sum().backward()
     assert audio.grad is not None and audio.grad.abs().sum() > 0
-    sliced = tr.stft(audio.detach())[:, :, :100]  # not dense: the kernels would read the wrong elements
-    assert tr._kernels_for(sliced) is None
     with torch.no_grad():
-        spec, state = tr.encode(audio.detach())
-        x = spec.detach().contiguous()  # another layout than the STFT's: decode takes PyTorch's ops
-        torch.testing.assert_close(tr.decode(x, state), _pytorch_only(tr).decode(x, state), rtol=0, atol=1e-6)
+        spec, state = tr.encode(audio)
+    spec.requires_grad_(True)
+    tr.decode(spec, state).square().sum().backward()
+    assert spec.grad is not None and torch.isfinite(spec.grad).all() and spec.grad.abs().sum() > 0

@@ -75,6 +75,31 @@ def test_gradient_reaches_every_parameter():
         assert param.grad.abs().sum() > 0, name
 
 
+def test_norms_are_torch_group_norms_with_their_state_dict_keys():
+    """Plain nn.GroupNorm (SiLU applied in forward), so checkpoints keep the keys norm*.weight / norm*.bias."""
+    net = AttentionUNet(**TINY)
+    norms = {name: module for name, module in net.named_modules() if name.rsplit(".", 1)[-1].startswith("norm")}
+    assert norms and all(type(module) is torch.nn.GroupNorm for module in norms.values())
+    assert {"down.0.blocks.0.norm1.weight", "down.0.blocks.0.norm2.bias", "mid_attention.norm.weight",
+            "norm_out.bias"} <= net.state_dict().keys()
+
+
+def test_res_block_is_group_norm_then_silu_then_conv():
+    from plugins.backbones.attention_unet import ResBlock
+
+    F = torch.nn.functional
+    torch.manual_seed(0)
+    block = ResBlock(8, 16, emb_dim=12, groups=4, dropout=0.0)
+    x, emb = torch.randn(2, 8, 6, 5), torch.randn(2, 12)
+
+    def norm_silu(norm, h):
+        return F.silu(F.group_norm(h, 4, norm.weight, norm.bias, norm.eps))
+
+    h = block.conv1(norm_silu(block.norm1, x)) + block.emb(emb)[:, :, None, None]
+    expected = block.skip(x) + block.conv2(norm_silu(block.norm2, h))
+    torch.testing.assert_close(block(x, emb), expected)
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [

@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from . import __version__, host_memory
+from . import __version__
 from .errors import Interrupted, UserError
 
 # Core sub-commands (modules of this package, not plugins).
@@ -58,7 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("TOOLKIT_DEBUG") == "1"
-    host_memory.keep_freed_memory()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -2,19 +2,17 @@
 
 Precision ``auto``: bf16 autocast on CPU only where oneDNN has native bf16
 (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``); on AVX2-only CPUs bf16
-matmuls were measured 150x slower than fp32, so those get fp32. fp16 on CPU
-never. On CUDA, bf16 where supported, else fp16 (with a GradScaler).
+matmuls are far slower than fp32, so those get fp32. fp16 on CPU never.
+On CUDA, bf16 where supported, else fp16 (with a GradScaler).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import platform
-from typing import Callable
 
 import torch
 
-from . import host_memory
 from .errors import UserError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -61,29 +59,6 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-_FACTS: dict[str, Callable[[], object]] = {}
-
-
-def add_machine_fact(name: str, fact: Callable[[], object]) -> None:
-    """Let a plugin add an entry to :func:`machine_info`, e.g. whether its compiled kernels run here.
-
-    ``fact()`` is called each time the facts are read, so it reports the state of that moment; a run
-    reads them again when it writes ``run.json``, after training and evaluation.
-    """
-    _FACTS[name] = fact
-
-
-def machine_facts() -> dict:
-    """The plugins' entries (:func:`add_machine_fact`), each read now; a fact that raises reads as its error."""
-    facts = {}
-    for name, fact in _FACTS.items():
-        try:
-            facts[name] = fact()
-        except Exception as exc:  # noqa: BLE001  (a log line must not take the run down)
-            facts[name] = f"unavailable ({type(exc).__name__}: {exc})"
-    return facts
-
-
 def machine_info(device: torch.device | None = None, precision: str | None = None) -> dict:
     """Facts that make a timing or a score comparable; recorded in every log."""
     device = device or resolve_device("auto")
@@ -95,7 +70,6 @@ def machine_info(device: torch.device | None = None, precision: str | None = Non
         "cores": os.cpu_count(),
         "torch": str(torch.__version__),
         "device": str(device),
-        "host_allocator": host_memory.current(),
     }
     try:
         with open("/proc/cpuinfo") as fh:
@@ -109,5 +83,4 @@ def machine_info(device: torch.device | None = None, precision: str | None = Non
         info["gpu"] = torch.cuda.get_device_name(device)
     if precision is not None:
         info["precision"] = precision
-    info.update(machine_facts())
     return info

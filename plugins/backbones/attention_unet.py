@@ -19,8 +19,6 @@ from torch import nn
 from toolkit import registry
 from toolkit.errors import UserError
 
-from .group_norm import GroupNorm
-
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of t: (batch,) -> (batch, dim), float32 (Vaswani et al. 2017)."""
@@ -36,18 +34,18 @@ class ResBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, groups: int, dropout: float):
         super().__init__()
-        self.norm1 = GroupNorm(groups, in_ch, silu=True)
+        self.norm1 = nn.GroupNorm(groups, in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.emb = nn.Linear(emb_dim, out_ch)
-        self.norm2 = GroupNorm(groups, out_ch, silu=True)
+        self.norm2 = nn.GroupNorm(groups, out_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x, emb):
-        h = self.conv1(self.norm1(x))
+        h = self.conv1(F.silu(self.norm1(x)))
         h = h + rearrange(self.emb(emb), "b c -> b c 1 1")
-        h = self.conv2(self.dropout(self.norm2(h)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
 
 
@@ -59,11 +57,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
 
     On the CPU, up to ``MATH_ATTENTION_MAX_TOKENS`` tokens, as explicit matmuls
     and a softmax in the input's dtype (PyTorch's CPU softmax accumulates bf16
-    in fp32; casting the scores to fp32 and back cost 3 ms of a quickstart
-    step): PyTorch's fused CPU kernel was slower there
-    (forward + backward, 8 items x 4 heads x 32 dims, bf16: 363 tokens 8.5 ms
-    against 16.8, 726 tokens 31 against 61; 1452 tokens 244 against 153).
-    Elsewhere, and on CUDA always, ``F.scaled_dot_product_attention``.
+    in fp32, so the scores need no cast): at these sizes PyTorch's fused CPU
+    kernel is the slower of the two. Elsewhere, and on CUDA always,
+    ``F.scaled_dot_product_attention``.
     """
     if q.device.type == "cpu" and q.shape[-2] <= MATH_ATTENTION_MAX_TOKENS:
         scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
@@ -77,7 +73,7 @@ class SelfAttention(nn.Module):
     def __init__(self, ch: int, num_heads: int, groups: int):
         super().__init__()
         self.num_heads = num_heads
-        self.norm = GroupNorm(groups, ch)
+        self.norm = nn.GroupNorm(groups, ch)
         self.qkv = nn.Conv2d(ch, 3 * ch, 1)
         self.proj = nn.Conv2d(ch, ch, 1)
 
@@ -174,7 +170,7 @@ class AttentionUNet(nn.Module):
             self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1) if i < last else nn.Identity())
             self.up.append(level(i, ch + widths[i], widths[i]))
             ch = widths[i]
-        self.norm_out = GroupNorm(groups, ch, silu=True)
+        self.norm_out = nn.GroupNorm(groups, ch)
         self.conv_out = nn.Conv2d(ch, out_channels * patch_size**2, 3, padding=1)
         # zero output at init: the first predictions are 0 (improved-diffusion)
         nn.init.zeros_(self.conv_out.weight)
@@ -210,7 +206,7 @@ class AttentionUNet(nn.Module):
             if not isinstance(upsample, nn.Identity):
                 h = upsample(F.interpolate(h, scale_factor=2.0, mode="nearest"))
             h = level(torch.cat([h, skips.pop()], dim=1), emb)
-        h = self.conv_out(self.norm_out(h))
+        h = self.conv_out(F.silu(self.norm_out(h)))
         h = rearrange(h, "b (c p1 p2) f t -> b c (f p1) (t p2)", p1=p, p2=p)[..., :freq, :frames]
         if self.cond_skip:
             h = h.float() + x[:, -self.out_channels:].float()

@@ -27,8 +27,6 @@ from toolkit import registry
 from toolkit.errors import UserError
 from toolkit.signal import complex_abs, rescaled, unit_phasor
 
-from .. import cpu_kernels
-
 WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman": torch.blackman_window}
 COMPRESSIONS = ("log1p", "log", "none")
 NORMALIZATIONS = ("minmax", "none")
@@ -72,23 +70,13 @@ class SpecState:
 
 @functools.lru_cache(maxsize=32)
 def _cached_window(kind: str, n_fft: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The analysis window, built once per kind, size, dtype and device (building it is ~10 small ops; callers never write to it).
+    """The analysis window, built once per kind, size, dtype and device (callers never write to it).
 
     Built outside inference mode even when first asked for inside it, so a later
     STFT that autograd records can still save it.
     """
     with torch.inference_mode(False):
         return WINDOWS[kind](n_fft, dtype=dtype, device=device)
-
-
-def _dense(x: torch.Tensor) -> bool:
-    """Whether x's elements fill a block of memory exactly once (some permutation of a contiguous layout)."""
-    expected = 1
-    for size, stride in sorted(zip(x.shape, x.stride()), key=lambda d: d[1]):
-        if size != 1 and stride != expected:
-            return False
-        expected *= size
-    return True
 
 
 def _choice(name: str, value, allowed) -> None:
@@ -118,6 +106,11 @@ class STFTNormalizer:
                 f"transforms.stft_normalizer.hop_length = {hop_length!r}; use an integer in [1, n_fft) (e.g. n_fft // 4) so the STFT is invertible"
             )
         _choice("window", window, tuple(WINDOWS))
+        if not center and window != "hamming":
+            raise UserError(
+                f"transforms.stft_normalizer.center = False with window {window!r}: torch.istft cannot invert it (the "
+                f"window is 0 at a frame's first sample); use center = True or window = 'hamming'"
+            )
         _choice("compression", compression, COMPRESSIONS)
         _choice("normalization", normalization, NORMALIZATIONS)
         if not (isinstance(power, (int, float)) and power > 0 and math.isfinite(power)):
@@ -178,41 +171,12 @@ class STFTNormalizer:
         return rearrange(spec, "(b c) f t -> b c f t", b=batch)
 
     def istft(self, complex_spec: torch.Tensor, length: int) -> torch.Tensor:
-        """Complex ``(batch, channels, freq, frames)`` -> ``audio: (batch, channels, length)``."""
+        """Complex ``(batch, channels, freq, frames)`` -> ``audio: (batch, channels, length)`` (``torch.istft``)."""
         batch = complex_spec.shape[0]
         x = rearrange(complex_spec, "b c f t -> (b c) f t")
-        padded = self._padded_length(length)
-        audio = self._overlap_add(x, self._window(x.real), self.n_fft // 2 if self.center else 0, padded)
+        audio = torch.istft(x, self.n_fft, self.hop_length, window=self._window(x.real), center=self.center,
+                            length=self._padded_length(length))
         return rearrange(audio[..., :length], "(b c) s -> b c s", b=batch)
-
-    def _overlap_add(self, x: torch.Tensor, window: torch.Tensor, start: int, length: int) -> torch.Tensor:
-        """Least-squares inverse STFT: ``(n, freq, frames)`` -> ``(n, length)``, ``start`` samples dropped at the front.
-
-        The windowed frames, zero-padded to whole hops and cut into hops, are
-        summed by shifted slice adds, then divided by the summed squared window:
-        what ``torch.istft`` computes (equal to 1e-5, tests), in 0.8 ms instead of
-        1.8 for a quickstart batch (its ``unfold_backward`` and checks dominate).
-        Where no frame saw the signal (a window that is 0 there, e.g. sample 0
-        without centering, which ``torch.istft`` refuses) the output is 0.
-        ``start`` is ``n_fft // 2`` when centered; the hops always reach past it.
-        """
-        hops = -(-self.n_fft // self.hop_length)
-        pad = hops * self.hop_length - self.n_fft  # zeros after each frame: a whole number of hops
-        frames = torch.fft.irfft(rearrange(x, "n f t -> n t f"), n=self.n_fft)  # (n, frames, n_fft), unwindowed
-        if pad:  # (F.pad copies even when it pads nothing)
-            frames, window = F.pad(frames, (0, pad)), F.pad(window, (0, pad))
-        count = frames.shape[1]
-        pieces = rearrange(frames, "n t (r h) -> n t r h", r=hops)
-        window = rearrange(window, "(r h) -> r h", r=hops)
-        signal = frames.new_zeros(frames.shape[0], count + hops - 1, self.hop_length)
-        envelope = window.new_zeros(count + hops - 1, self.hop_length)
-        for r in range(hops):  # piece r of frame t lands at hop t + r, windowed on the way
-            signal[:, r:r + count].addcmul_(pieces[:, :, r], window[r])
-            envelope[r:r + count] += window[r] ** 2
-        signal = rearrange(signal, "n t h -> n (t h)")[:, start:start + length]
-        envelope = envelope.flatten()[start:start + length]
-        inverse = torch.where(envelope > 1e-11, 1 / envelope.clamp_min(1e-11), 0)
-        return signal * inverse
 
     # ----- magnitude <-> normalized spec -----------------------------------
     def _compress(self, mag: torch.Tensor, nonnegative: bool = False) -> torch.Tensor:
@@ -221,8 +185,8 @@ class STFTNormalizer:
         if self.power != 1:
             mag = mag ** self.power
         if self.compression == "log1p":
-            # log(1 + m), not torch.log1p: this torch build has no vectorized CPU log1p/expm1 (15x slower
-            # than log/exp, measured); the absolute error is ~1e-7, far below what the [-1, 1] scale resolves
+            # log(1 + m), not torch.log1p: this torch build has no vectorized CPU log1p / expm1 (log / exp are);
+            # the absolute error (float32 rounding of 1 + m) is far below what the [-1, 1] scale resolves
             return torch.log(mag + 1.0)
         if self.compression == "log":
             return torch.log(mag + self.eps)
@@ -267,10 +231,6 @@ class STFTNormalizer:
         than one frame (down to one sample) are zero-padded internally.
         """
         complex_spec = self.stft(audio)
-        fused = self._fused_encode(complex_spec)
-        if fused is not None:
-            mag, spec, lo, hi = fused
-            return spec, SpecState(stft=complex_spec, mag=mag, lo=lo, hi=hi, length=audio.shape[-1])
         mag = complex_abs(complex_spec)
         compressed = self._compress(mag, nonnegative=True)
         state = SpecState(
@@ -287,55 +247,13 @@ class STFTNormalizer:
 
         Values may leave [-1, 1] where the signal is louder than the mixture.
         """
-        complex_spec = self.stft(audio)
-        fused = self._fused_encode(complex_spec, state)
-        if fused is not None:
-            return fused[1]
-        return self._scale(self._compress(complex_abs(complex_spec), nonnegative=True), state)
-
-    def _fused_encode(self, complex_spec: torch.Tensor, state: SpecState | None = None):
-        """``(mag, spec, lo, hi)`` of :meth:`encode` from its STFT in the compiled kernel (``plugins/csrc/spectrogram.cpp``:
-        two passes instead of six), or None where it does not apply (see ``_kernels_for``). Same operations; |z| and
-        the log differ from PyTorch's by rounding (tests), the scaling is bit for bit the same.
-        """
-        kernels = self._kernels_for(complex_spec)
-        if kernels is None or (torch.is_grad_enabled() and complex_spec.requires_grad):
-            return None
-        lo, hi = (state.lo, state.hi) if state is not None else (None, None)
-        return kernels.spec_encode(complex_spec, *self._kernel_mode, lo, hi)
+        return self._scale(self._compress(complex_abs(self.stft(audio)), nonnegative=True), state)
 
     @property
     def _offset(self) -> float:
         """What the compression adds before the log (and the expansion subtracts after the exp)."""
         return 1.0 if self.compression == "log1p" else self.eps
 
-    @property
-    def _kernel_mode(self) -> tuple[float, bool, bool, float]:
-        """(offset, log, scale, eps): the options as the compiled encode and decode take them."""
-        return self._offset, self.compression != "none", self.normalization == "minmax", self.eps
-
-    def _kernels_for(self, complex_spec: torch.Tensor):
-        """``plugins.cpu_kernels.ops()`` when the compiled encode / decode can take this STFT: a CPU complex64
-        tensor, dense with the batch outermost (``torch.stft``'s layout), ``power == 1``, and a build; else None."""
-        if not (
-            complex_spec.device.type == "cpu"
-            and complex_spec.dtype == torch.complex64
-            and complex_spec.dim() == 4
-            and complex_spec.numel() > 0
-            and self.power == 1
-            and complex_spec.stride(0) == complex_spec[0].numel()
-            and _dense(complex_spec)
-        ):
-            return None
-        return cpu_kernels.ops()
-
     def decode(self, spec: torch.Tensor, state: SpecState) -> torch.Tensor:
         """``spec: (batch, channels, freq, frames)`` + state -> ``audio: (batch, channels, state.length)``."""
-        kernels = self._kernels_for(state.stft)
-        same_layout = spec.shape == state.stft.shape and spec.stride() == state.mag.stride() == state.stft.stride()
-        if (kernels is not None and spec.dtype == state.mag.dtype == torch.float32 and same_layout
-                and not (torch.is_grad_enabled() and spec.requires_grad)):  # one compiled pass: exp, rescale
-            complex_spec = kernels.spec_decode(spec, state.stft, state.mag, state.lo, state.hi, *self._kernel_mode)
-        else:
-            complex_spec = rescaled(state.stft, state.mag, self.magnitude(spec, state))
-        return self.istft(complex_spec, state.length)
+        return self.istft(rescaled(state.stft, state.mag, self.magnitude(spec, state)), state.length)
