@@ -11,7 +11,7 @@ without Slurm). A plugin adds one (e.g. Ray) with one file::
     @registry.register("launchers", "ray")
     class RayLauncher:
         def __init__(self, *, address: str = "auto"): ...
-        def launch(self, spec, state, console): ...   # toolkit.launch.job.run_job per training and cell
+        def launch(self, spec, state, console): ...   # toolkit.launch.job.run_job per training and cell in a worker
         @staticmethod
         def job_alive(job_id, state: dict) -> bool | None: ...  # optional: --status tells lost jobs
 
