@@ -16,8 +16,12 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, assert_one_line_error, run_cli
-from toolkit import launchers, sweep
+from toolkit import sweep
 from toolkit.errors import UserError
+from toolkit.launch.failures import write_failures
+from toolkit.launch.lock import submitter_lock, submitter_running
+from toolkit.launch.params import make_launcher
+from toolkit.launch.state import SweepState
 
 pytest.importorskip("submitit")
 
@@ -204,55 +208,64 @@ def test_local_launcher_records_failures_and_goes_on(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "run_cell", fake_cell)
     from rich.console import Console
 
-    state = launchers.SweepState.load(tmp_path)
-    launchers.make_launcher("local").launch(spec, state, Console(quiet=True))
+    state = SweepState.load(tmp_path)
+    make_launcher("local").launch(spec, state, Console(quiet=True))
     got = {name: e["state"] for name, e in _state(tmp_path)["cells"].items()}
     assert got == {"a": "failed", "b": "done", "c": "failed", "d": "failed"}
     assert trained == ["k1", "k2"]  # a failed training is not retried for its second cell
-    records = launchers.write_failures(spec, state)
+    records = write_failures(spec, state)
     assert [r["cell"] for r in records] == ["a", "c", "d"]
     assert "cell a is broken" in records[0]["error"] and "training k2 diverged" in records[2]["error"]
 
 
 def test_one_submitter_per_sweep_folder(tmp_path):
-    assert launchers.submitter_running(tmp_path) is False
-    with launchers.submitter_lock(tmp_path):
-        assert launchers.submitter_running(tmp_path) is True
+    assert submitter_running(tmp_path) is False
+    with submitter_lock(tmp_path):
+        assert submitter_running(tmp_path) is True
         with pytest.raises(UserError, match="another `toolkit sweep`"):
-            with launchers.submitter_lock(tmp_path):
+            with submitter_lock(tmp_path):
                 pass
-    assert launchers.submitter_running(tmp_path) is False
+    assert submitter_running(tmp_path) is False
 
 
 def test_slurm_parameters_reach_submitit(tmp_path, monkeypatch):
-    from submitit.slurm import slurm
-
-    monkeypatch.setattr(slurm.SlurmExecutor, "affinity", classmethod(lambda cls: 2))  # pretend srun exists
-    launcher = launchers.make_launcher("submitit", [
+    # stand-ins for Slurm's commands: srun makes submitit pick Slurm, sbatch accepts the job file unread
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sbatch").write_text("#!/bin/sh\necho 'Submitted batch job 4242'\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    launcher = make_launcher("submitit", [
         "cluster=slurm", "partition=gpu", "gpus_per_node=4", "cpus_per_task=8", "mem_gb=64", "timeout_min=120",
         "account=proj", "array_parallelism=3"])
     ex = launcher.make_executor(tmp_path / "jobs")
     assert ex.cluster == "slurm"
-    p = ex._executor.parameters
+    p = ex.parameters
     assert (p["partition"], p["gpus_per_node"], p["cpus_per_task"], p["mem"], p["time"], p["account"],
             p["array_parallelism"], p["stderr_to_stdout"]) == ("gpu", 4, 8, "64GB", 120, "proj", 3, True)
-    sbatch = ex._executor._make_submission_file_text("python -m job", "uid")
+    with ex.batch():  # one array of four jobs, as the launcher submits a round
+        jobs = [ex.submit(os.getcwd) for _ in range(4)]
+    assert [job.job_id for job in jobs] == ["4242_0", "4242_1", "4242_2", "4242_3"]
+    sbatch = jobs[0].paths.submission_file.read_text()
     for line in ("--partition=gpu", "--gpus-per-node=4", "--cpus-per-task=8", "--mem=64GB", "--time=120",
-                 "--account=proj"):
+                 "--account=proj", "--array=0-3%3"):
         assert f"#SBATCH {line}" in sbatch, line
+    assert "--error" not in sbatch  # stderr_to_stdout: one log per job
     assert launcher.parallel_limit("slurm") is None  # Slurm queues; array_parallelism caps each array
 
-    local = launchers.make_launcher("submitit", ["cluster=local"])
+    local = make_launcher("submitit", ["cluster=local"])
     ex = local.make_executor(tmp_path / "jobs2")
     assert ex.cluster == "local" and local.parallel_limit("local") == 2
-    assert ex._executor.parameters["timeout_min"] == 24 * 60  # submitit's local default (2 min) would kill cells
+    assert ex.parameters["timeout_min"] == 24 * 60  # submitit's local default (2 min) would kill cells
 
 
 def test_bad_launcher_values_raise_user_errors():
     for params, text in ((["max_parallel=two"], "int"), (["max_parallel=0"], "max_parallel"), (["cluster=k8s"], "k8s"),
                          (["partition"], "KEY=VALUE")):
         with pytest.raises(UserError, match=text):
-            launchers.make_launcher("submitit", params)
+            make_launcher("submitit", params)
 
 
 def test_unknown_launcher_or_parameter_exits_2_with_one_line(tmp_path):

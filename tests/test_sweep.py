@@ -86,7 +86,7 @@ def test_report_of_empty_folder_is_one_line(tmp_path):
 
 
 def test_status_table_from_state_and_finished_cells(tmp_path):
-    from toolkit import launchers
+    from toolkit.launch.state import SweepState
 
     cells = [sweep.Cell(f"SAMPLING_STEPS={n}", {"SAMPLING_STEPS": str(n)}, "k", {}) for n in (2, 3, 4)]
     spec = sweep.SweepSpec([str(QUICK)], [], [], str(tmp_path), cells)
@@ -94,7 +94,7 @@ def test_status_table_from_state_and_finished_cells(tmp_path):
     scores = {"vocals": {"SDR": 1.25}, "accompaniment": {"SDR": 0.5}}
     (tmp_path / "cells" / cells[0].name).mkdir(parents=True)
     (tmp_path / "cells" / cells[0].name / "results.json").write_text(json.dumps({"scores": scores}))
-    state = launchers.SweepState(tmp_path)
+    state = SweepState(tmp_path)
     state.set("cells", cells[1].name, state="running")  # its submitter is gone: lost
     state.data["launcher"] = "local"
     state.save()

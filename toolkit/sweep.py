@@ -8,7 +8,7 @@ share one training run: ``DIR/train/<key>/`` is an ordinary run directory,
 with ``results.json`` is done and skipped on re-run; an interrupted training
 resumes from its newest checkpoint.
 
-Who runs the cells is a launcher (``toolkit.launchers``: ``local`` in this
+Who runs the cells is a launcher (``toolkit.launch``: ``local`` in this
 process, ``submitit`` as Slurm or local jobs); ``DIR/state.json`` records
 each training's and cell's job, state and log.
 """
@@ -271,10 +271,3 @@ def prepare_data(spec: SweepSpec) -> None:
             evaluation_roots(exp, dataset.root)
         finally:
             gin.clear_config()
-
-
-def run_local(spec: SweepSpec, console) -> None:
-    """Run every cell in this process (the ``local`` launcher), recording ``DIR/state.json``."""
-    from .launchers import SweepState, make_launcher
-
-    make_launcher("local").launch(spec, SweepState.load(spec.out), console)

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import traceback
 
+from rich.progress import Progress
+
 from toolkit import registry, sweep
 from toolkit.errors import Interrupted
-from toolkit.launchers import error_summary, mark_finished_on_disk
+from toolkit.launch.failures import error_summary, text_tail
+from toolkit.launch.state import mark_finished_on_disk
 
 
 @registry.register("launchers", "local")
@@ -16,8 +19,6 @@ class LocalLauncher:
         pass
 
     def launch(self, spec, state, console) -> None:
-        from rich.progress import Progress
-
         state.data.update(launcher="local", cluster=None)
         mark_finished_on_disk(spec, state)
         keys = list(dict.fromkeys(c.train_key for c in spec.cells))
@@ -45,7 +46,7 @@ class LocalLauncher:
             except Interrupted:  # SIGINT/SIGTERM: the whole sweep stops (the training saved a checkpoint)
                 raise
             except Exception:  # one broken training must not stop the other cells
-                failed_training[key] = _tail(traceback.format_exc())
+                failed_training[key] = text_tail(traceback.format_exc())
                 state.set("trainings", key, state="failed", error=failed_training[key])
                 console.print(f"[red]training {key} failed:[/] {error_summary(failed_training[key])}")
                 state.set("cells", cell.name, state="failed", error=f"training {key} failed:\n{failed_training[key]}")
@@ -57,12 +58,8 @@ class LocalLauncher:
         except Interrupted:
             raise
         except Exception:
-            error = _tail(traceback.format_exc())
+            error = text_tail(traceback.format_exc())
             state.set("cells", cell.name, state="failed", error=error)
             console.print(f"[red]cell {cell.name} failed:[/] {error_summary(error)}")
             return
         state.set("cells", cell.name, state="done")
-
-
-def _tail(text: str, lines: int = 12) -> str:
-    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])

@@ -23,16 +23,22 @@ import os
 import time
 from pathlib import Path
 
-from toolkit import launchers, registry, sweep
+import submitit
+import torch
+
+from toolkit import registry, sweep
 from toolkit.errors import UserError
-from toolkit.launchers import error_summary, log_tail, mark_finished_on_disk
+from toolkit.launch.failures import error_summary, log_tail, text_tail
+from toolkit.launch.job import run_job
+from toolkit.launch.state import mark_finished_on_disk
 
 # --launcher-param name -> submitit's AutoExecutor parameter (generic names pass as they are).
 SLURM_NAMES = {"partition": "slurm_partition", "account": "slurm_account", "qos": "slurm_qos",
                "constraint": "slurm_constraint", "array_parallelism": "slurm_array_parallelism"}
-GENERIC_NAMES = ("gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min")
 ALIVE_SLURM = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED",
                "REQUEUE_HOLD", "REQUEUE_FED", "UNKNOWN", "READY", "PREEMPTED"}
+# submitit's job class of each cluster this launcher runs on: a recorded job id -> a Job to ask.
+JOB_CLASSES = {"slurm": submitit.SlurmJob, "local": submitit.LocalJob}
 # A cluster job's result files may show up on a shared file system a little after the job ends.
 RESULT_GRACE_S = 30.0
 
@@ -58,13 +64,12 @@ class SubmititLauncher:
                         "mem_gb": mem_gb, "timeout_min": timeout_min, "account": account,
                         "array_parallelism": array_parallelism, "qos": qos, "constraint": constraint}
         self._ended_at: dict[str, float] = {}
+        self._submitted: set[str] = set()  # ids of the jobs this process submitted (its children, when local)
 
     # ------------------------------------------------------------------ the executor
 
     def make_executor(self, folder):
         """``submitit.AutoExecutor(folder)`` with this launcher's parameters applied (no job submitted)."""
-        import submitit
-
         try:
             executor = submitit.AutoExecutor(folder=folder, cluster=None if self.cluster == "auto" else self.cluster)
         except RuntimeError as exc:  # cluster=slurm where there is no srun
@@ -75,8 +80,6 @@ class SubmititLauncher:
                 params[SLURM_NAMES.get(name, name)] = value
         if executor.cluster == "local" and self.options["gpus_per_node"] is None:
             # the local executor hides every GPU unless asked for some: share the visible ones
-            import torch
-
             params["gpus_per_node"] = torch.cuda.device_count()
         executor.update_parameters(**params)
         return executor
@@ -139,9 +142,10 @@ class SubmititLauncher:
         with executor.batch():  # one Slurm job array per round (array_parallelism applies to it)
             # trainings keep TrainConfig.threads (as under `toolkit run`, so a job trains bit for bit like the
             # local launcher); evaluations share the machine's cores between the jobs that run at once
-            jobs = [executor.submit(launchers.run_job, kind, spec, cell, threads=threads if kind == "cell" else None)
+            jobs = [executor.submit(run_job, kind, spec, cell, threads=threads if kind == "cell" else None)
                     for _, _, kind, cell in ready]
         for (group, key, kind, _), job in zip(ready, jobs):
+            self._submitted.add(job.job_id)
             state.data["jobs"][job.job_id] = f"{group}/{key}"
             state.set(group, key, state="running", job_id=job.job_id, log=str(job.paths.stdout))
             live[f"{group}/{key}"] = job
@@ -168,9 +172,8 @@ class SubmititLauncher:
 
     def _recover(self, spec, state, executor, live, console) -> None:
         """Adopt the jobs of an earlier submitter that still run; everything else not done goes back to pending."""
-        from submitit.core.utils import DelayedSubmission
-
         cluster, folder = executor.cluster, executor.folder
+        job_class = JOB_CLASSES[cluster]
         recorded = state.data["jobs"]
         unrecorded: dict[str, list[str]] = {}
         for path in sorted(folder.glob("*_submitted.pkl")):  # submitted, but the submitter died before recording it
@@ -178,7 +181,7 @@ class SubmititLauncher:
             if job_id in recorded:
                 continue
             try:
-                kind, _, cell = DelayedSubmission.load(path).args
+                kind, _, cell = job_class(folder=folder, job_id=job_id).submission().args
             except Exception:  # not one of ours, or unreadable: leave it alone
                 continue
             tag = f"trainings/{cell.train_key}" if kind == "train" else f"cells/{cell.name}"
@@ -193,7 +196,7 @@ class SubmititLauncher:
                 continue
             candidates = [entry["job_id"]] if entry["state"] == "running" and entry.get("job_id") else []
             for job_id in candidates + unrecorded.get(tag, []):
-                job = executor._executor.job_class(folder=folder, job_id=str(job_id))
+                job = job_class(folder=folder, job_id=str(job_id))
                 if not self._ended(job, cluster):
                     entry.update(state="running", job_id=job.job_id, log=str(job.paths.stdout))
                     live[tag] = job
@@ -203,11 +206,10 @@ class SubmititLauncher:
                 entry["state"] = "pending"  # lost, failed or never submitted: (re)submit
         state.save()
 
-    @staticmethod
-    def _ended(job, cluster: str) -> bool:
+    def _ended(self, job, cluster: str) -> bool:
         if job.paths.result_pickle.exists():  # the function returned or raised; the process may still be exiting
             return True
-        if cluster == "local" and getattr(job, "_process", None) is None:
+        if cluster == "local" and job.job_id not in self._submitted:
             return not pid_alive(job.job_id)  # a job of an earlier submitter: not our child, ask the OS
         return job.done()
 
@@ -219,10 +221,9 @@ class SubmititLauncher:
             return pid_alive(job_id)
         if cluster == "slurm":
             try:
-                import submitit
-
                 job = submitit.SlurmJob(folder=state.get("folder", "."), job_id=str(job_id))
-                return job.watcher.get_state(str(job_id), mode="force").split()[0].upper() in ALIVE_SLURM
+                slurm_state = job.get_info(mode="force").get("State") or "UNKNOWN"  # one sacct call now
+                return slurm_state.split()[0].upper() in ALIVE_SLURM
             except Exception:
                 return None
         return None
@@ -267,16 +268,15 @@ def _truth(spec, group: str, key: str) -> Path:
 
 
 def _job_error(job) -> str:
-    """The last lines of the job's log; else its pickled traceback; else why there is nothing."""
+    """The last lines of the job's log; else the traceback submitit kept; else why there is nothing."""
     tail = log_tail(job.paths.stdout)
     if tail:
         return tail
-    try:
-        from submitit.core.utils import pickle_load
-
-        outcome, trace = pickle_load(job.paths.result_pickle)
-        if outcome == "error":
-            return "\n".join(str(trace).strip().splitlines()[-12:])
-    except Exception:
-        pass
+    if job.paths.result_pickle.exists():  # the function raised: submitit kept its traceback there
+        try:
+            failure = job.exception()
+        except Exception:  # an unreadable result file: say why below
+            failure = None
+        if failure is not None:
+            return text_tail(str(failure))
     return f"job {job.job_id} ended without a result or a log (killed, out of memory or out of time?)"

@@ -2,7 +2,21 @@
 ``toolkit sweep --report DIR`` and ``toolkit sweep --status DIR``."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from rich.console import Console
+
+from .. import registry, sweep
+from ..errors import UserError
+from ..io_utils import atomic_write_text
+from ..launch.failures import failures_markdown, write_failures
+from ..launch.lock import submitter_lock, submitter_running
+from ..launch.params import make_launcher
+from ..launch.state import SweepState
+from ..launch.status import status_table
+from ..paths import check_writable_dir
+from ..sweep_report import write_report
 
 
 def add_parser(sub, parent):
@@ -24,12 +38,6 @@ def add_parser(sub, parent):
 
 
 def main(args) -> int:
-    from rich.console import Console
-
-    from .. import launchers, sweep
-    from ..errors import UserError
-    from ..paths import check_writable_dir
-
     console = Console()
     if args.report:
         return _report(Path(args.report), console)
@@ -37,16 +45,16 @@ def main(args) -> int:
         return _status(Path(args.status), console)
     if not args.gin_file:
         raise UserError("toolkit sweep: give a gin file (or --report DIR / --status DIR); see `toolkit sweep --help`")
-    launcher = launchers.make_launcher(args.launcher, args.launcher_param)  # bad names fail before any planning
+    launcher = make_launcher(args.launcher, args.launcher_param)  # bad names fail before any planning
     out = Path(args.out or Path("sweeps") / Path(args.gin_file[0]).stem)
     check_writable_dir(out)
     spec = sweep.plan(args.gin_file, args.grid, args.gin_param, args.plugin, out)
-    with launchers.submitter_lock(out):
+    with submitter_lock(out):
         sweep.save_manifest(spec)
-        state = launchers.SweepState.load(out)
+        state = SweepState.load(out)
         _refuse_other_launchers_jobs(out, state, args.launcher)
         launcher.launch(spec, state, console)
-        failures = launchers.write_failures(spec, state)
+        failures = write_failures(spec, state)
     done = [c for c in spec.cells if (spec.cell_dir(c) / "results.json").exists()]
     if done:
         base = sweep.baseline(spec, console)
@@ -60,8 +68,6 @@ def main(args) -> int:
 
 def _job_alive_fn(state):
     """``alive(job_id) -> bool | None`` from the launcher that wrote ``state`` (None if it cannot tell)."""
-    from .. import registry
-
     name = state.data.get("launcher")
     if not name:
         return None
@@ -75,8 +81,6 @@ def _job_alive_fn(state):
 
 def _refuse_other_launchers_jobs(out: Path, state, launcher: str) -> None:
     """Another launcher's jobs that still run would race this launcher on the same cells: stop first."""
-    from ..errors import UserError
-
     previous = state.data.get("launcher")
     alive = _job_alive_fn(state) if previous and previous != launcher else None
     if not alive:
@@ -89,10 +93,6 @@ def _refuse_other_launchers_jobs(out: Path, state, launcher: str) -> None:
 
 
 def _write_report(out: Path, base, failures, console) -> None:
-    from ..io_utils import atomic_write_text
-    from ..launchers import failures_markdown
-    from ..sweep_report import write_report
-
     info = write_report(out, base)
     if failures:  # sweep_report knows finished cells only: add the failed ones to results.md
         md = out / "results.md"
@@ -101,10 +101,6 @@ def _write_report(out: Path, base, failures, console) -> None:
 
 
 def _report(out: Path, console) -> int:
-    import json
-
-    from ..sweep_report import write_report
-
     failures = json.loads((out / "failures.json").read_text()) if (out / "failures.json").is_file() else []
     if failures:
         _write_report(out, None, failures, console)
@@ -115,14 +111,10 @@ def _report(out: Path, console) -> int:
 
 
 def _status(out: Path, console) -> int:
-    from rich.console import Console
-
-    from .. import launchers, sweep
-
     spec = sweep.load_manifest(out)
-    state = launchers.SweepState.load(out)
-    submitter = launchers.submitter_running(out)
-    table = launchers.status_table(spec, state, _job_alive_fn(state), submitter)
+    state = SweepState.load(out)
+    submitter = submitter_running(out)
+    table = status_table(spec, state, _job_alive_fn(state), submitter)
     Console(width=max(console.width, 160)).print(table)
     counts: dict[str, int] = {}
     for cell in spec.cells:
