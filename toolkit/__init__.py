@@ -2,7 +2,7 @@
 __version__ = "0.1.0"
 
 
-def __getattr__(name):  # keep `import toolkit` light; `from toolkit import Separator` still works
+def __getattr__(name):  # `import toolkit` stays light (no torch) while `from toolkit import Separator` works
     if name == "Separator":
         from .api import Separator
 

@@ -19,7 +19,9 @@ from typing import Iterable
 
 import numpy as np
 import soundfile as sf
+import stempeg
 import torch
+import torchaudio.functional
 
 from .errors import UserError
 from .io_utils import atomic_path
@@ -85,8 +87,6 @@ def _check_truncation(path: Path) -> None:
 def _read_ffmpeg(path: Path) -> tuple[np.ndarray, int, AudioInfo]:
     if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
         raise UserError(f"{path}: reading {path.suffix} files needs ffmpeg; install it (e.g. apt-get install ffmpeg) or convert the file to WAV/FLAC")
-    import stempeg  # optional path: only MP4 stems need ffmpeg
-
     try:
         stem_info = stempeg.Info(str(path))
         data, rate = stempeg.read_stems(str(path), stem_id=0, dtype=np.float32, info=stem_info)
@@ -224,8 +224,6 @@ def resample(audio, orig_sr: int, new_sr: int) -> torch.Tensor:
             raise ValueError(f"{name} must be a positive integer sample rate; got {rate}")
     if int(orig_sr) == int(new_sr):
         return x
-    import torchaudio.functional  # heavy import, only needed when rates differ
-
     return torchaudio.functional.resample(x, int(orig_sr), int(new_sr))
 
 

@@ -28,11 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import musdb
 import numpy as np
 import soundfile as sf
+import stempeg
 import torch
+import yaml
 from einops import rearrange
+from rich.table import Table
 
+from .audio import resample
 from .errors import UserError
 from .io_utils import atomic_path
 
@@ -95,9 +100,6 @@ def resolve_root(root=None) -> Path:
 # ---------------------------------------------------------------- DBs and splits
 
 def _musdb_validation_names() -> list[str]:
-    import musdb
-    import yaml
-
     with open(Path(musdb.__path__[0]) / "configs" / "mus.yaml") as f:
         return list(yaml.safe_load(f)["validation_tracks"])
 
@@ -148,8 +150,6 @@ def open_db(root=None, subset: str = "train", split: str | None = None, is_wav: 
 
     Raises ``UserError`` for a bad root, an empty selection or an unreadable wav file.
     """
-    import musdb
-
     root = resolve_root(root)
     if subset not in SUBSETS:
         raise UserError(f"unknown MUSDB18 subset {subset!r}; choose one of {', '.join(SUBSETS)}")
@@ -316,8 +316,6 @@ def _decode(ref: TrackRef) -> np.ndarray:
                                 f"{stems[0].shape[0]} x {stems[0].shape[1]}; the file is truncated or corrupt: re-create it")
             stems.append(audio)
         return np.stack(stems)
-    import stempeg
-
     try:
         stems, _ = stempeg.read_stems(ref.paths[0], dtype=np.float32, always_3d=True)
     except Exception as exc:  # ffmpeg failures come in many types
@@ -329,10 +327,9 @@ def _decode(ref: TrackRef) -> np.ndarray:
 
 
 def _resample(stems: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
-    import torchaudio.functional as AF
-
+    """``(stems, samples, channels)`` from ``rate`` to ``sample_rate``."""
     wave = torch.from_numpy(rearrange(np.ascontiguousarray(stems), "s t c -> (s c) t").copy())
-    out = AF.resample(wave, rate, sample_rate)
+    out = resample(wave, rate, sample_rate)
     return rearrange(out.numpy(), "(s c) t -> s t c", s=stems.shape[0])
 
 
@@ -365,8 +362,6 @@ def _clock(seconds: float) -> str:
 
 def describe_root(root=None, is_wav: bool | None = None):
     """A rich ``Table``: per subset (and the train/valid split) tracks, duration, sample rates, channels."""
-    from rich.table import Table
-
     root = resolve_root(root)
     if is_wav is None:
         is_wav = bool(detect_is_wav(root))

@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 
 import museval
 import numpy as np
+from rich.table import Table
 
 from .io_utils import atomic_write_text
 from .audio import write as write_audio
@@ -107,8 +108,6 @@ def vocal_sdr_gain(result: dict) -> float | None:
 
 def results_table(result: dict, title: str = "median over frames, then tracks (dB)"):
     """A rich table: target, metric columns, model vs mixture baseline."""
-    from rich.table import Table
-
     table = Table(title=title)
     table.add_column("estimate")
     table.add_column("target")

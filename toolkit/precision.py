@@ -1,7 +1,7 @@
 """Execution policy: device, precision and the machine facts every log records.
 
-Precision ``auto``: bf16 autocast on CPU only where oneDNN has native bf16
-(``torch.ops.mkldnn._is_mkldnn_bf16_supported()``); on AVX2-only CPUs bf16
+Precision ``auto``: bf16 autocast on CPU only where PyTorch's kernels run at
+AVX-512 or better (oneDNN's bf16 paths need it); on AVX2-only CPUs bf16
 matmuls are far slower than fp32, so those get fp32. fp16 on CPU never.
 On CUDA, bf16 where supported, else fp16 (with a GradScaler).
 """
@@ -19,10 +19,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def cpu_has_native_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:
-        return False
+    """Whether bf16 runs fast on this CPU: PyTorch's own capability is AVX-512 (which AMX CPUs also report)."""
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def resolve_device(device: str | None = "auto") -> torch.device:

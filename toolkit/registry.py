@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+from importlib.metadata import entry_points
 import inspect
 import sys
 from pathlib import Path
@@ -161,8 +162,6 @@ def load_builtin_plugins() -> None:
         return
     _BUILTINS_LOADED = True
     importlib.import_module("plugins")
-    from importlib.metadata import entry_points
-
     for ep in entry_points(group="toolkit.plugins"):
         try:
             ep.load()

@@ -5,7 +5,7 @@ The network generates the instrumental; the vocals are what the mixture has left
 mixture - x0_hat). Penalizing that estimate against the true vocals ties the
 one-step instrumental estimate to the quantity that is scored.
 
-Where the vocal term is measured (``vocal_space``):
+Where the vocal term is computed (``vocal_space``):
 
 - ``"normalized"``: in the network's space (compressed, min-max scaled), like
   the diffusion term; every time-frequency bin weighs alike, quiet or loud.

@@ -25,7 +25,7 @@ from einops import rearrange
 
 from toolkit import registry
 from toolkit.errors import UserError
-from toolkit.signal import complex_abs, rescaled, unit_phasor
+from toolkit.signal import rescaled, unit_phasor
 
 WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman": torch.blackman_window}
 COMPRESSIONS = ("log1p", "log", "none")
@@ -231,7 +231,7 @@ class STFTNormalizer:
         than one frame (down to one sample) are zero-padded internally.
         """
         complex_spec = self.stft(audio)
-        mag = complex_abs(complex_spec)
+        mag = complex_spec.abs()
         compressed = self._compress(mag, nonnegative=True)
         state = SpecState(
             stft=complex_spec,
@@ -247,7 +247,7 @@ class STFTNormalizer:
 
         Values may leave [-1, 1] where the signal is louder than the mixture.
         """
-        return self._scale(self._compress(complex_abs(self.stft(audio)), nonnegative=True), state)
+        return self._scale(self._compress(self.stft(audio).abs(), nonnegative=True), state)
 
     @property
     def _offset(self) -> float:

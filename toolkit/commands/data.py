@@ -7,8 +7,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .. import registry
-from ..data import describe_root
 from ..errors import UserError
 
 
@@ -56,6 +54,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def run_synth(args) -> int:
+    from .. import registry
+
     registry.load_builtin_plugins()
     synthesize = getattr(registry.get("datasets", "synthetic"), "synthesize", None)
     if synthesize is None:
@@ -95,5 +95,7 @@ def _track_count(out: Path) -> tuple[int, int]:
 
 
 def run_info(args) -> int:
+    from ..data import describe_root
+
     Console().print(describe_root(args.root))
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from .. import config, registry
+from .. import registry
 from ..errors import UserError
 
 
@@ -15,6 +15,8 @@ def add_parser(sub, parent):
 
 
 def run(args) -> int:
+    from .. import config
+
     config.load_plugins(args.plugin)
     kinds = registry.KINDS
     if args.kind:

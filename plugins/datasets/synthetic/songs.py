@@ -18,7 +18,7 @@ chord progression and per-source timbres, loudness ratios and panning.
   (``alt``: FM pads, FM electric piano arpeggios, drawbar organ),
   overlapping the vocal range.
 
-The vocal-to-accompaniment ratio is drawn in -3..+3 dB; all stems are scaled
+The vocal-to-accompaniment ratio is drawn in decibels from [-3, 3]; all stems are scaled
 by one factor so that nothing clips.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def render_track(rng: np.random.Generator, seconds: float, sample_rate: int, sty
     bass = _unit_rms(_bass(rng, song, style))
     other = _unit_rms(_other(rng, song, style, room))
     vocals = _unit_rms(_vocals(rng, song, style, room))
-    # accompaniment balance ±4 dB per source, vocals -3..+3 dB against the accompaniment sum
+    # accompaniment balance per source, then the vocals against the accompaniment sum (gains in decibels)
     gains = 10.0 ** (rng.uniform(-4.0, 2.0, size=3) / 20.0)
     drums, bass, other = drums * gains[0], bass * gains[1], other * gains[2]
     accompaniment_rms = _rms(drums + bass + other)
@@ -609,12 +609,12 @@ def _vocals(rng, song: _Song, style: str, room: np.ndarray) -> np.ndarray:
     noise = _filter(rng.standard_normal(n), sr, low=800) * (0.6 + 0.4 * np.cos(2 * np.pi * cycle))
     source = (voiced + breath * noise) * envelope
 
-    # formants per frame follow each syllable's vowel, smoothed over ~30 ms
+    # formants per frame follow each syllable's vowel, smoothed over about a syllable's onset
     table = (_VOWELS_FEMALE if female else _VOWELS_MALE) * rng.uniform(0.93, 1.07)
     table = table * rng.uniform(0.96, 1.04, size=table.shape)
     bandwidths = (_BANDWIDTHS_FEMALE if female else _BANDWIDTHS_MALE) * rng.uniform(0.8, 1.3)
     vowel_of = np.array([note.vowel for note in notes])
-    # formant tracks on a 5.8 ms grid: each syllable's vowel, smoothed over ~30 ms
+    # formant tracks on the STFT filter's frame grid: each syllable's vowel, smoothed over about a syllable's onset
     grid = np.arange(-0.05, song.seconds + 0.05, 256 / sr)
     held = table[vowel_of[np.clip(np.searchsorted(starts, grid, side="right") - 1, 0, len(notes) - 1)]]
     kernel = np.hanning(9)[1:-1]

@@ -1,0 +1,118 @@
+"""The shape of the house: an acyclic core, imports at the top, plugins that import only the core."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conftest import REPO
+
+# Imported inside functions anywhere: optional or heavy dependencies a run may never need.
+LAZY_DEPENDENCIES = ("matplotlib", "wandb", "submitit", "diffusers")
+# Where the core itself is imported inside functions: the CLI's parsers stay light (`toolkit --help`),
+# and `import toolkit` does not import torch.
+LAZY_CORE_PLACES = ("toolkit/cli.py", "toolkit/commands/", "toolkit/__init__.py")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path):
+    """``(target module, lineno, inside a function)`` for every import statement in ``path``."""
+    tree = ast.parse(path.read_text())
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    nested = {id(node) for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+              for node in ast.walk(fn)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        for target in targets:
+            yield target, node.lineno, id(node) in nested
+
+
+def core_graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in (REPO / "toolkit").rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for target, _, _ in imports(path):
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target not in (name, "toolkit"):
+                deps.add(target)
+        graph[name] = deps
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_the_core_import_graph_is_acyclic():
+    cycle = find_cycle(core_graph())
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_function_level_imports_only_for_lazy_dependencies():
+    bad = []
+    for path in (REPO / "toolkit").rglob("*.py"):
+        rel = path.relative_to(REPO).as_posix()
+        for target, line, inside in imports(path):
+            if not inside or target.split(".")[0] in LAZY_DEPENDENCIES:
+                continue
+            if rel.startswith(LAZY_CORE_PLACES):
+                continue
+            bad.append(f"{rel}:{line} imports {target} inside a function")
+    assert not bad, "\n".join(sorted(set(bad)))
+
+
+def test_plugins_import_the_core_never_another_plugin():
+    bad = []
+    for path in (REPO / "plugins").rglob("*.py"):
+        me = module_name(path)
+        package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+        for target, line, _ in imports(path):
+            if not target.startswith("plugins.") or target == "plugins":
+                continue
+            own = target.startswith(package + ".") or target == package
+            if path.name == "__init__.py" and own:
+                continue  # a plugin package composes its own modules
+            if not me.startswith(target):
+                bad.append(f"{path.relative_to(REPO)}:{line} imports {target}")
+    assert not bad, "\n".join(sorted(set(bad)))
