@@ -57,6 +57,7 @@ def manifest(tracks, seconds, sample_rate, seed, test_tracks, style, subtype) ->
         raise UserError(f"synth: unknown style {style!r}; choose one of {', '.join(STYLES)}")
     if subtype not in SUBTYPES:
         raise UserError(f"synth: unknown subtype {subtype!r}; choose one of {', '.join(SUBTYPES)}")
+    # "toolkit.synth": the generator's name since its first version, kept so that existing trees stay valid
     return {"generator": "toolkit.synth", "version": GENERATOR_VERSION, "tracks": tracks,
             "test_tracks": test_tracks, "seconds": seconds, "sample_rate": sample_rate, "seed": seed,
             "style": style, "subtype": subtype}
