@@ -21,6 +21,8 @@ freq, frames)``), ``t: LongTensor (batch,)`` of training timesteps in
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .errors import UserError
@@ -192,7 +194,7 @@ class GaussianDiffusion:
           t = 0 up to ``min(80, sigma_max)`` (Karras et al. 2022, eq. 5 and Table 1),
           then the last timestep. Without the cap a schedule whose last sigma is
           huge (cosine's clipped last beta: sigma ~ 2e4) would spend half the steps
-          above sigma = 80, where x_t is noise at any precision that matters.
+          above sigma = 80, where x_t holds next to no signal.
 
         The last two are placed in sigma and taken at the nearest training
         timestep (in log sigma). Where several land on one timestep they are
@@ -221,13 +223,13 @@ class GaussianDiffusion:
         log_lo, log_hi = self.sigmas[0].log(), self.sigmas[-1].log()
         if spacing == "logsnr":
             return torch.linspace(log_lo, log_hi, steps, dtype=torch.float64)
-        # Karras: sigma^(1/rho) evenly spaced up to EDM's sigma_max; above it one step from the last timestep
-        log_top = min(log_hi, torch.tensor(KARRAS_SIGMA_MAX, dtype=torch.float64).log())
-        count = steps if log_top == log_hi else steps - 1
-        ramp = torch.linspace(0.0, 1.0, count, dtype=torch.float64)
-        lo, top = (log_lo / KARRAS_RHO).exp(), (log_top / KARRAS_RHO).exp()
+        # Karras: sigma^(1/rho) evenly spaced up to EDM's sigma_max; above it, one step from the last timestep
+        capped = bool(log_hi > math.log(KARRAS_SIGMA_MAX))
+        log_top = math.log(KARRAS_SIGMA_MAX) if capped else float(log_hi)
+        ramp = torch.linspace(0.0, 1.0, steps - 1 if capped else steps, dtype=torch.float64)
+        lo, top = math.exp(log_lo / KARRAS_RHO), math.exp(log_top / KARRAS_RHO)
         log_sigmas = KARRAS_RHO * (lo + ramp * (top - lo)).log()
-        return log_sigmas if count == steps else torch.cat([log_sigmas, log_hi.reshape(1)])
+        return torch.cat([log_sigmas, log_hi.reshape(1)]) if capped else log_sigmas
 
     def _nearest_timesteps(self, log_sigmas: torch.Tensor) -> list[int]:
         """The training timestep whose log sigma is nearest to each of ``log_sigmas`` (sigma ascends with t)."""
