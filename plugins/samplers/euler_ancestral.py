@@ -35,8 +35,8 @@ def euler_ancestral(model_fn, diffusion, x_T, *, cond=None, steps=None, generato
     if not eta >= 0.0:
         raise UserError(f"samplers.euler_ancestral: eta must be >= 0 (0 = Euler, 1 = ancestral), got {eta}")
     timesteps = diffusion.respace(sampling_steps(diffusion, steps), spacing).flip(0).tolist()
-    abar = diffusion.alphas_cumprod[timesteps].tolist() + [1.0]  # float64 host scalars; sigma = 0 at the end
-    sigma = [math.sqrt((1.0 - a) / a) for a in abar]
+    abar = diffusion.alphas_cumprod[timesteps].tolist() + [1.0]  # float64 host scalars; clean at the end
+    sigma = diffusion.sigmas[timesteps].tolist() + [0.0]
     predict_x0 = x0_predictor(model_fn, diffusion, cond, clip_x0)
     total = len(timesteps)
     x = x_T  # x_t = sqrt(abar) * y, kept at the network's scale

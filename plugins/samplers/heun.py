@@ -20,7 +20,8 @@ def heun(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, cal
     D the x0 estimate. Over the sigmas of ``diffusion.respace(n, spacing)`` and
     then sigma = 0 (default spacing: the paper's, sigma^(1/7) evenly spaced),
     the Euler step from sigma to s and Heun's correction, written with D so that
-    nothing of size sigma is subtracted in float32, are
+    nothing of size sigma is subtracted in float32 (the loop keeps
+    ``x_t = sqrt(abar) * y``, at the network's scale), are
 
         y_euler = s/sigma * y + (1 - s/sigma) * D1
         y_heun  = y_euler + (1 - sigma/s) / 2 * (D1 - D2),   D2 = D(y_euler) at s
@@ -28,8 +29,8 @@ def heun(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, cal
     (the same numbers as ``y + (s - sigma) * (d1 + d2) / 2``). A Heun step
     costs two evaluations, an Euler step one; the step to sigma = 0 is always
     Euler (the network has no timestep there). The budget: ``n = steps // 2 + 1``
-    sigmas, so an odd ``steps`` makes every other step Heun, and an even one
-    also takes the step into the smallest nonzero sigma as Euler. ``clip_x0``
+    sigmas, so an odd ``steps`` makes every step but the last a Heun step, and
+    an even one also takes the step into the smallest nonzero sigma as Euler. ``clip_x0``
     clamps each x0 estimate to [-1, 1]; ``generator`` is unused
     (deterministic). ``callback(step_index, total_steps, x_t)`` runs after
     every step (``total_steps`` = n steps, not evaluations).
@@ -37,8 +38,8 @@ def heun(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, cal
     evaluations = sampling_steps(diffusion, steps)
     timesteps = diffusion.respace(evaluations // 2 + 1, spacing).flip(0).tolist()
     heun_steps = evaluations - len(timesteps)  # the first steps are Heun, the others Euler
-    abar = diffusion.alphas_cumprod[timesteps].tolist() + [1.0]  # float64 host scalars; sigma = 0 at the end
-    sigma = [math.sqrt((1.0 - a) / a) for a in abar]
+    abar = diffusion.alphas_cumprod[timesteps].tolist() + [1.0]  # float64 host scalars; clean at the end
+    sigma = diffusion.sigmas[timesteps].tolist() + [0.0]
     predict_x0 = x0_predictor(model_fn, diffusion, cond, clip_x0)
     total = len(timesteps)
     x = x_T  # x_t = sqrt(abar) * y, kept at the network's scale
