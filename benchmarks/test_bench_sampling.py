@@ -21,14 +21,14 @@ import soundfile as sf
 import torch
 
 from toolkit import registry
-from toolkit.model import epsilon_fn
+from toolkit.model import raw_fn
 
 
 @pytest.fixture(scope="module")
 def segment(sizes, make_denoiser, diffusion, device, precision):
     """(model_fn, x_T: (1, 1, freq, frames), cond: same shape, parameter count) for one mono segment."""
     net = make_denoiser(sizes.sampler_backbone)
-    model_fn = epsilon_fn(net, diffusion, device, precision)
+    model_fn = raw_fn(net, device, precision)
     gen = torch.Generator().manual_seed(0)
     shape = sizes.spec_shape(batch=1)
     x_T = torch.randn(shape, generator=gen).to(device)

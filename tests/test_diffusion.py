@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from toolkit import registry
-from toolkit.diffusion import PREDICTIONS, GaussianDiffusion
+from toolkit.diffusion import PREDICTIONS, SPACINGS, GaussianDiffusion, check_num_timesteps
 from toolkit.errors import UserError
 
 registry.load_builtin_plugins()
@@ -86,10 +86,11 @@ def test_bad_betas():
         GaussianDiffusion([0.1, 1.0])
 
 
-@pytest.mark.parametrize("spacing", ["uniform", "quadratic"])
-@pytest.mark.parametrize("steps", [1, 2, 7, 50, 999, 1000])
-def test_respace(spacing, steps):
-    timesteps = make().respace(steps, spacing)
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("steps", [1, 2, 3, 7, 50, 999, 1000])
+def test_respace(spacing, steps, schedule):
+    timesteps = make(schedule).respace(steps, spacing)
     assert timesteps.dtype == torch.long and timesteps.shape == (steps,)
     assert timesteps[-1].item() == 999
     if steps > 1:
@@ -102,6 +103,46 @@ def test_respace_spacings_differ():
     uniform, quadratic = diffusion.respace(10, "uniform"), diffusion.respace(10, "quadratic")
     assert uniform.tolist() == [0, 111, 222, 333, 444, 555, 666, 777, 888, 999]
     assert quadratic[1] < uniform[1] and quadratic[-2] > uniform[-2] - 111
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_logsnr_spacing_is_even_in_log_sigma(schedule):
+    diffusion = make(schedule)
+    log_sigma = diffusion.sigmas[diffusion.respace(20, "logsnr")].log()
+    step = (log_sigma[-1] - log_sigma[0]) / 19
+    # each timestep is the nearest one to its target, except among the last few, which are so far
+    # apart in sigma (cosine: 641 -> 2e4 in one step) that several targets crowd onto them
+    targets = log_sigma[0] + step * torch.arange(20)
+    table = diffusion.sigmas.log()
+    checked = 0
+    for value, target in zip(log_sigma.tolist(), targets.tolist()):
+        if target < table[-5]:
+            assert abs(value - target) == pytest.approx((table - target).abs().min().item(), abs=1e-12)
+            checked += 1
+    assert checked >= 12
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_karras_spacing(schedule):
+    # sigma^(1/7) evenly spaced from sigma_0 up to 80 (both schedules' last sigma lies above it), then the last
+    diffusion = make(schedule)
+    assert diffusion.sigmas[-1] > 80
+    timesteps = diffusion.respace(12, "karras")
+    lo, hi = diffusion.sigmas[0].item() ** (1 / 7), 80 ** (1 / 7)
+    targets = [(lo + i / 10 * (hi - lo)) ** 7 for i in range(11)]
+    table = diffusion.sigmas.log()
+    for t, target in zip(timesteps[:-1].tolist(), targets):
+        assert t == int((table - torch.tensor(target).log()).abs().argmin())
+    assert timesteps[-1] == 999
+    small = GaussianDiffusion(torch.full((20,), 0.05))  # last sigma < 80: the ramp ends there
+    sigmas = small.sigmas[small.respace(20, "karras")]
+    assert small.respace(20, "karras").tolist() == list(range(20)) and sigmas[-1] < 80
+
+
+def test_check_num_timesteps():
+    assert check_num_timesteps(7, "schedules.x") == 7
+    with pytest.raises(UserError, match=r"schedules\.x: num_timesteps must be an integer >= 1, got 0"):
+        check_num_timesteps(0, "schedules.x")
 
 
 @pytest.mark.parametrize("steps", [0, -1, 1001])
@@ -125,11 +166,33 @@ def test_respaced_keeps_alphas_cumprod():
     torch.testing.assert_close(full.betas, diffusion.betas, rtol=1e-9, atol=0)
 
 
-def test_eps_model_wraps_a_network():
-    diffusion = make(prediction="x0")
-    x0 = torch.full((2, 1, 3, 3), 0.5, dtype=torch.float64)
-    noise = torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    t = torch.tensor([10, 600])
-    x_t = diffusion.q_sample(x0, t, noise)
-    model_fn = diffusion.eps_model(lambda x, t, cond: x0)
-    torch.testing.assert_close(model_fn(x_t, t, None), noise)
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_conversions_of_float32_predictions_round_once(prediction):
+    # At the cosine schedule's last timestep x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) multiplies
+    # float32 rounding by ~2e4; in float64 arithmetic the result is the float64 one, rounded once.
+    diffusion = make("cosine", prediction=prediction)
+    gen = torch.Generator().manual_seed(0)
+    x_t, pred = torch.randn(2, 1, 16, 16, generator=gen), torch.randn(2, 1, 16, 16, generator=gen)
+    t = torch.tensor([999, 998])
+    for convert in (diffusion.to_x0, diffusion.to_eps, diffusion.predict_x0, diffusion.predict_eps):
+        out = convert(x_t, t, pred)
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, convert(x_t.double(), t, pred.double()).float(), rtol=1.2e-7, atol=0)
+    if prediction == "x0":  # passed through untouched
+        assert diffusion.to_x0(x_t, t, pred) is pred
+    if prediction == "eps":
+        assert diffusion.to_eps(x_t, t, pred) is pred
+
+
+def test_conversions_keep_gradients():
+    diffusion = make(prediction="v")
+    x_t, pred = torch.randn(2, 1, 3, 3), torch.randn(2, 1, 3, 3, requires_grad=True)
+    diffusion.to_x0(x_t, torch.tensor([5, 500]), pred).sum().backward()
+    assert pred.grad is not None and pred.grad.dtype == torch.float32
+
+
+def test_sigmas():
+    diffusion = make()
+    abar = diffusion.alphas_cumprod
+    torch.testing.assert_close(diffusion.sigmas, ((1 - abar) / abar).sqrt(), rtol=1e-12, atol=0)
+    assert bool((diffusion.sigmas[1:] > diffusion.sigmas[:-1]).all())

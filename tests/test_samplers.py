@@ -1,3 +1,5 @@
+"""Samplers: the contract (steps = network evaluations, callbacks, seeds, no grad), known
+answers on Gaussian data, agreement with diffusers, and no precision lost between targets."""
 import pytest
 import torch
 
@@ -7,10 +9,28 @@ from toolkit.errors import UserError
 
 registry.load_builtin_plugins()
 ddpm, ddim = registry.get("samplers", "ddpm"), registry.get("samplers", "ddim")
+dpmpp_2m, heun, unipc = (registry.get("samplers", n) for n in ("dpmpp_2m", "heun", "unipc"))
+euler_ancestral = registry.get("samplers", "euler_ancestral")
+ALL = [ddpm, ddim, dpmpp_2m, heun, unipc, euler_ancestral]
+SECOND_ORDER = [dpmpp_2m, heun, unipc]
+STOCHASTIC_KW = {ddpm: {}, ddim: {"eta": 1.0}, euler_ancestral: {}}  # samplers that draw noise, as configured
 
 
-def make(schedule="cosine", num=1000):
-    return GaussianDiffusion(registry.get("schedules", schedule)(num))
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tensors here are tiny: on a shared CPU a second intra-op thread only adds waiting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make(schedule="cosine", num=1000, prediction="eps"):
+    return GaussianDiffusion(registry.get("schedules", schedule)(num), prediction=prediction)
+
+
+def name(sampler):
+    return registry.name_of("samplers", sampler)
 
 
 def known_x0(shape=(2, 1, 8, 6), dtype=torch.float32):
@@ -92,15 +112,23 @@ def test_seeds():
     def run(sampler, seed, **kw):
         return sampler(model_fn, diffusion, x_T, steps=20, generator=torch.Generator().manual_seed(seed), **kw)
 
-    for sampler, kw in ((ddpm, {}), (ddim, {"eta": 1.0})):
-        assert torch.equal(run(sampler, 1, **kw), run(sampler, 1, **kw))
-        assert not torch.allclose(run(sampler, 1, **kw), run(sampler, 2, **kw))
-    assert torch.equal(run(ddim, 1, eta=0.0), run(ddim, 2, eta=0.0)), "eta = 0 draws no noise"
+    for sampler, kw in STOCHASTIC_KW.items():
+        assert torch.equal(run(sampler, 1, **kw), run(sampler, 1, **kw)), name(sampler)
+        assert not torch.allclose(run(sampler, 1, **kw), run(sampler, 2, **kw)), name(sampler)
+    for sampler, kw in ((ddim, {"eta": 0.0}), (euler_ancestral, {"eta": 0.0}), (dpmpp_2m, {}), (heun, {}), (unipc, {})):
+        assert torch.equal(run(sampler, 1, **kw), run(sampler, 2, **kw)), f"{name(sampler)} {kw} draws no noise"
 
 
-@pytest.mark.parametrize("sampler,steps,expected", [(ddpm, None, 30), (ddpm, 7, 7), (ddim, None, 30), (ddim, 7, 7)])
-def test_callback_and_timesteps(sampler, steps, expected):
-    diffusion = make(num=30)  # fewer than ddim's default 50 steps: it uses all 30
+def evaluations_and_steps(sampler, steps):
+    """(network evaluations, sampler steps) for ``steps`` on a 30-timestep diffusion."""
+    evaluations = steps or 30  # ddpm visits every timestep; the others default to min(50, 30)
+    return evaluations, (evaluations // 2 + 1 if sampler is heun else evaluations)
+
+
+@pytest.mark.parametrize("steps", [None, 7, 8, 1, 2])
+@pytest.mark.parametrize("sampler", ALL, ids=name)
+def test_callback_and_timesteps(sampler, steps):
+    diffusion = make(num=30)  # fewer than the default 50 steps: every sampler uses 30 evaluations
     calls, seen_t = [], []
 
     def model_fn(x_t, t, cond):
@@ -110,9 +138,14 @@ def test_callback_and_timesteps(sampler, steps, expected):
         return torch.zeros_like(x_t)
 
     x_T = torch.zeros(3, 1, 2, 2)
-    sampler(model_fn, diffusion, x_T, cond="mixture", steps=steps, callback=lambda i, n, x: calls.append((i, n, x.shape)))
-    assert calls == [(i, expected, x_T.shape) for i in range(expected)]
-    assert seen_t == sorted(seen_t, reverse=True) and seen_t[0] == 29 and seen_t[-1] == 0
+    out = sampler(model_fn, diffusion, x_T, cond="mixture", steps=steps,
+                  callback=lambda i, n, x: calls.append((i, n, x.shape)))
+    evaluations, total = evaluations_and_steps(sampler, steps)
+    assert len(seen_t) == evaluations, "steps counts network evaluations"
+    assert calls == [(i, total, x_T.shape) for i in range(total)]
+    assert seen_t == sorted(seen_t, reverse=True) and seen_t[0] == 29
+    assert seen_t[-1] == (0 if evaluations > 1 else 29)
+    assert out.shape == x_T.shape and out.dtype == x_T.dtype
 
 
 def test_bad_options():
@@ -124,9 +157,18 @@ def test_bad_options():
         ddpm(zero, diffusion, x_T, steps=0)
     with pytest.raises(UserError, match="eta"):
         ddim(zero, diffusion, x_T, eta=-1.0)
+    with pytest.raises(UserError, match="euler_ancestral: eta"):
+        euler_ancestral(zero, diffusion, x_T, eta=-1.0)
+    for sampler in SECOND_ORDER + [euler_ancestral]:
+        for steps in (0, 11):
+            with pytest.raises(UserError, match=f"sampling steps {steps} must be in 1..num_timesteps"):
+                sampler(zero, diffusion, x_T, steps=steps)
+        with pytest.raises(UserError, match="unknown timestep spacing 'linear'"):
+            sampler(zero, diffusion, x_T, steps=3, spacing="linear")
 
 
-def test_runs_without_grad():
+@pytest.mark.parametrize("sampler", ALL, ids=name)
+def test_runs_without_grad(sampler):
     diffusion, x_T = make(num=10), torch.zeros(1, 1, 2, 2)
     weight = torch.ones((), requires_grad=True)
 
@@ -134,14 +176,14 @@ def test_runs_without_grad():
         assert not torch.is_grad_enabled()
         return weight * x_t
 
-    assert not ddim(model_fn, diffusion, x_T, steps=3).requires_grad
+    assert not sampler(model_fn, diffusion, x_T, steps=3, generator=torch.Generator().manual_seed(0)).requires_grad
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("sampler", [ddpm, ddim])
+@pytest.mark.parametrize("sampler", ALL, ids=name)
 def test_cuda_matches_cpu_with_a_cpu_generator(sampler):
     diffusion, x0 = make(num=100), known_x0()
-    kw = {"eta": 1.0} if sampler is ddim else {}
+    kw = STOCHASTIC_KW.get(sampler, {})
     outs = []
     for device in ("cpu", "cuda"):
         target = x0.to(device)
@@ -150,3 +192,199 @@ def test_cuda_matches_cpu_with_a_cpu_generator(sampler):
                     generator=torch.Generator().manual_seed(3), clip_x0=False, callback=lambda i, n, x: None, **kw)
         )
     torch.testing.assert_close(outs[1].cpu(), outs[0], atol=1e-4, rtol=1e-4)
+
+
+# -- known answers on Gaussian data ------------------------------------------------------------
+MU, STD = 0.3, 0.5
+
+
+def gaussian_model(diffusion, mu=MU, std=STD):
+    """The exact network for x0 ~ N(mu, std^2) elementwise, predicting ``diffusion.prediction``.
+
+    Computed in float64 and returned in x_t's dtype, as a network would return it.
+    """
+
+    def model_fn(x_t, t, cond):
+        x = x_t.double()
+        abar = diffusion.alphas_cumprod[t.cpu()].to(x.device)[:, None, None, None]
+        eps = (1 - abar).sqrt() * (x - abar.sqrt() * mu) / (abar * std**2 + 1 - abar)
+        x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
+        pred = {"eps": eps, "x0": x0, "v": abar.sqrt() * eps - (1 - abar).sqrt() * x0}[diffusion.prediction]
+        return pred.to(x_t.dtype)
+
+    return model_fn
+
+
+def flow_endpoint(diffusion, x_T, mu=MU, std=STD):
+    """Where the probability-flow ODE takes x_T (at the last timestep) for Gaussian data."""
+    abar = diffusion.alphas_cumprod[-1].item()
+    return mu + std * (x_T - abar**0.5 * mu) / (abar * std**2 + 1 - abar) ** 0.5
+
+
+def endpoint_error(sampler, diffusion, steps):
+    x_T = torch.randn(2000, 1, 1, 1, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    out = sampler(gaussian_model(diffusion), diffusion, x_T, steps=steps, clip_x0=False)
+    return (out - flow_endpoint(diffusion, x_T)).abs().mean().item()
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_ddim_converges_first_order(schedule):
+    diffusion = make(schedule)
+    ratio = endpoint_error(ddim, diffusion, 50) / endpoint_error(ddim, diffusion, 200)
+    assert 3.0 < ratio < 5.0, f"4x the evaluations should cut DDIM's error ~4x, got {ratio:.1f}x"
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("sampler", SECOND_ORDER, ids=name)
+def test_deterministic_samplers_converge_second_order(sampler, schedule):
+    # Gaussian data has an exact network and an exact probability-flow endpoint: the error
+    # of a second-order solver falls ~16x for 4x the evaluations (>= 6x asked), DDIM's ~4x.
+    diffusion = make(schedule)
+    error_50, error_200 = endpoint_error(sampler, diffusion, 50), endpoint_error(sampler, diffusion, 200)
+    assert error_50 / error_200 >= 6.0, (error_50, error_200)
+    assert error_200 <= 0.6 * endpoint_error(ddim, diffusion, 200)
+
+
+def test_euler_ancestral_reaches_the_data_distribution():
+    # (DDPM and DDIM with eta = 1 are held to this above, more loosely, at more steps.)
+    diffusion = make("linear")
+    x_T = torch.randn(40000, 1, 1, 1, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+
+    def run(seed):
+        return euler_ancestral(gaussian_model(diffusion), diffusion, x_T, steps=200, clip_x0=False,
+                               generator=torch.Generator().manual_seed(seed))
+
+    out = run(6)
+    assert out.mean().item() == pytest.approx(MU, abs=0.01)
+    assert out.std().item() == pytest.approx(STD, rel=0.05)
+    assert torch.equal(out, run(6))
+
+
+def test_euler_ancestral_on_uniform_spacing_is_ddpm():
+    diffusion, x0 = make(), known_x0(dtype=torch.float64)
+    model_fn, x_T = oracle(diffusion, 0.5 * x0), noise_like(x0, 0)
+    a = ddpm(model_fn, diffusion, x_T, steps=40, generator=torch.Generator().manual_seed(9))
+    b = euler_ancestral(model_fn, diffusion, x_T, steps=40, spacing="uniform", generator=torch.Generator().manual_seed(9))
+    torch.testing.assert_close(a, b, atol=1e-9, rtol=0)
+    c = euler_ancestral(model_fn, diffusion, x_T, steps=40, spacing="uniform", eta=0.0)
+    torch.testing.assert_close(c, ddim(model_fn, diffusion, x_T, steps=40), atol=1e-9, rtol=0)
+
+
+# -- the same numbers as diffusers -----------------------------------------------------------
+class FixedTimesteps(GaussianDiffusion):
+    """A diffusion whose samplers visit given timesteps (as diffusers' schedulers pick them)."""
+
+    def __init__(self, betas, prediction, timesteps):
+        super().__init__(betas, prediction=prediction)
+        self.timesteps = sorted(timesteps)
+
+    def respace(self, steps, spacing="uniform"):
+        assert steps == len(self.timesteps)
+        return torch.tensor(self.timesteps)
+
+
+def diffusers_sample(scheduler, model_fn, x_T):
+    x = x_T
+    for t in scheduler.timesteps:
+        x = scheduler.step(model_fn(x, t.repeat(x.shape[0]), None), t, x).prev_sample
+    return x
+
+
+PREDICTION_TYPES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+
+
+def assert_matches(ours, theirs, reference, atol):
+    """ours == theirs within ``atol``, and what differs is theirs' rounding: ours is as near the float64 run."""
+    torch.testing.assert_close(ours, theirs, atol=atol, rtol=0)
+    ours_error, their_error = (ours.double() - reference).abs().max(), (theirs.double() - reference).abs().max()
+    assert ours_error <= their_error + 1e-6, (ours_error, their_error)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+@pytest.mark.parametrize("steps", [2, 10, 25])
+def test_dpmpp_2m_matches_diffusers(prediction, steps):
+    from diffusers import DPMSolverMultistepScheduler
+
+    diffusion = make("linear", prediction=prediction)
+    scheduler = DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, trained_betas=diffusion.betas.numpy(), algorithm_type="dpmsolver++",
+        solver_order=2, solver_type="midpoint", prediction_type=PREDICTION_TYPES[prediction],
+        final_sigmas_type="zero", lower_order_final=True,
+    )
+    scheduler.set_timesteps(timesteps=diffusion.respace(steps, "uniform").flip(0).tolist())
+    model_fn, x_T = gaussian_model(diffusion), noise_like(known_x0(), 0)
+    ours = dpmpp_2m(model_fn, diffusion, x_T, steps=steps, clip_x0=False)
+    theirs = diffusers_sample(scheduler, model_fn, x_T)
+    # diffusers holds alphas_cumprod and sigmas in float32 and converts eps -> x0 in float32
+    # (at the last timestep that multiplies rounding by 1 / sqrt(abar) ~ 160): a few 1e-5
+    reference = dpmpp_2m(model_fn, diffusion, x_T.double(), steps=steps, clip_x0=False)
+    assert_matches(ours, theirs, reference, atol=5e-5)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0"])
+@pytest.mark.parametrize("steps", [2, 3, 10, 25])
+def test_unipc_matches_diffusers(prediction, steps):
+    from diffusers import UniPCMultistepScheduler
+
+    betas = make("linear").betas
+    scheduler = UniPCMultistepScheduler(
+        num_train_timesteps=1000, trained_betas=betas.numpy(), solver_order=2, solver_type="bh2", predict_x0=True,
+        prediction_type=PREDICTION_TYPES[prediction], lower_order_final=True, final_sigmas_type="zero",
+        timestep_spacing="linspace",
+    )
+    scheduler.set_timesteps(steps)  # diffusers' own grid (it takes no custom timesteps): visit the same one
+    diffusion = FixedTimesteps(betas, prediction, scheduler.timesteps.tolist())
+    model_fn, x_T = gaussian_model(diffusion), noise_like(known_x0(), 0)
+    ours = unipc(model_fn, diffusion, x_T, steps=steps, clip_x0=False)
+    theirs = diffusers_sample(scheduler, model_fn, x_T)
+    reference = unipc(model_fn, diffusion, x_T.double(), steps=steps, clip_x0=False)
+    assert_matches(ours, theirs, reference, atol=1e-5)
+
+
+# -- no precision lost between targets ----------------------------------------------------------
+def test_one_ddim_step_returns_the_x0_prediction():
+    # At the last timestep of the cosine schedule, x0 -> eps -> x0 in float32 would multiply
+    # rounding by sqrt(1 / abar - 1) ~ 2e4; the x0 must come back as predicted (and clamped).
+    diffusion = make("cosine", prediction="x0")
+    prediction = 1.5 * known_x0()  # partly outside [-1, 1]
+    x_T = noise_like(prediction, 0)
+    out = ddim(lambda x_t, t, cond: prediction, diffusion, x_T, steps=1)
+    torch.testing.assert_close(out, prediction.clamp(-1, 1), rtol=1e-6, atol=0)
+    for sampler in SECOND_ORDER + [euler_ancestral, ddpm]:
+        out = sampler(lambda x_t, t, cond: prediction, diffusion, x_T, steps=1)
+        torch.testing.assert_close(out, prediction.clamp(-1, 1), rtol=1e-6, atol=0, msg=name(sampler))
+
+
+def float32_rounding(sampler, diffusion, model_fn, steps):
+    """Largest |float32 run - float64 run| of one sampler: its rounding, not its discretization."""
+    x_T = torch.randn(2000, 1, 1, 1, generator=torch.Generator().manual_seed(5))
+    out32 = sampler(model_fn, diffusion, x_T, steps=steps, clip_x0=False)
+    out64 = sampler(model_fn, diffusion, x_T.double(), steps=steps, clip_x0=False)
+    return (out32.double() - out64).abs().max().item()
+
+
+@pytest.mark.parametrize("sampler", [ddim] + SECOND_ORDER, ids=name)
+def test_an_x0_model_loses_no_precision(sampler):
+    diffusion = make("cosine", prediction="x0")
+    for steps in (2, 10):
+        assert float32_rounding(sampler, diffusion, gaussian_model(diffusion), steps) < 5e-6
+    # what the samplers avoid: the same x0 model seen through float32 epsilon
+    eps_view = make("cosine", prediction="eps")
+    x0_model = gaussian_model(diffusion)
+
+    def float32_eps(x_t, t, cond):
+        abar = eps_view.alphas_cumprod.float()[t][:, None, None, None]
+        return (x_t / abar.sqrt() - x0_model(x_t, t, cond)) / (1 / abar - 1).sqrt()
+
+    assert float32_rounding(sampler, eps_view, float32_eps, 2) > 1e-4
+
+
+def test_ablation_sweep_compares_every_builtin_sampler_on_one_training(tmp_path):
+    from conftest import REPO
+    from toolkit import sweep
+
+    spec = sweep.plan([REPO / "experiments" / "ablation_samplers.gin"], [], [], [], tmp_path)  # builds every cell
+    builtin = {name for name in registry.names("samplers") if registry.describe("samplers", name)[1].startswith("plugins.")}
+    assert {cell.bindings["SAMPLER"] for cell in spec.cells} == {repr(name) for name in builtin}
+    assert {cell.bindings["SAMPLING_STEPS"] for cell in spec.cells} == {"1", "2", "4", "8", "16", "32"}
+    assert len(spec.cells) == 36 and len({cell.train_key for cell in spec.cells}) == 1

@@ -9,18 +9,37 @@ parameterizations (``prediction``):
 - ``"x0"``: the clean sample;
 - ``"v"``: ``v = sqrt(abar) * eps - sqrt(1 - abar) * x0`` (Salimans & Ho 2022).
 
+Samplers receive the network's raw prediction and convert it here
+(:meth:`GaussianDiffusion.to_x0`, :meth:`~GaussianDiffusion.to_eps`), in
+float64: an x0 prediction never makes an x0 -> eps -> x0 round trip in float32,
+which near pure noise would multiply its rounding by ``sqrt(1 / abar - 1)``.
+The sampler-author contract is docs/samplers.md.
+
 Shapes: ``x0, x_t, noise: (batch, ...)`` (spectrograms are ``(batch, channels,
 freq, frames)``), ``t: LongTensor (batch,)`` of training timesteps in
 ``0..num_timesteps-1``; ``t = 0`` is the least noisy step.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .errors import UserError
 
 PREDICTIONS = ("eps", "x0", "v")
-SPACINGS = ("uniform", "quadratic")
+SPACINGS = ("uniform", "quadratic", "logsnr", "karras")
+KARRAS_RHO = 7.0  # Karras et al. 2022, eq. 5
+KARRAS_SIGMA_MAX = 80.0  # ibid., Table 1 ("ours")
+
+
+def check_num_timesteps(num_timesteps, where: str) -> int:
+    """``num_timesteps`` as an int >= 1, or a UserError naming ``where`` (a schedule's registered name)."""
+    if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or num_timesteps < 1:
+        raise UserError(
+            f"{where}: num_timesteps must be an integer >= 1, got {num_timesteps!r}; set e.g. num_timesteps = 1000"
+        )
+    return num_timesteps
 
 
 class GaussianDiffusion:
@@ -63,8 +82,17 @@ class GaussianDiffusion:
         return len(self.betas)
 
     # -- tables -------------------------------------------------------------------
-    def _extract(self, name: str, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``table[t]`` as x's dtype/device, shaped ``(batch, 1, ..., 1)`` to broadcast with x."""
+    @property
+    def sigmas(self) -> torch.Tensor:
+        """sigma_t = sqrt((1 - abar_t) / abar_t): (num_timesteps,) float64, ascending.
+
+        The noise level of ``x_t / sqrt(abar_t)`` = x0 + sigma_t * eps, the variable
+        of Karras et al. 2022; the half log-SNR of DPM-Solver is ``-log(sigma_t)``.
+        """
+        return self.sqrt_recipm1_alphas_cumprod
+
+    def _extract(self, name: str, t: torch.Tensor, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``table[t]`` on x's device as ``dtype`` (default x's), shaped ``(batch, 1, ..., 1)`` to broadcast with x."""
         key = (name, x.device)
         table = self._on_device.get(key)
         if table is None:  # copied once per device, so sampling loops never copy host -> device
@@ -73,7 +101,7 @@ class GaussianDiffusion:
                 table = table.float()
             table = self._on_device[key] = table.to(x.device)
         t = torch.as_tensor(t, device=x.device).long()
-        values = table[t].to(x.dtype)
+        values = table[t].to(dtype or x.dtype)
         return values.reshape(values.shape + (1,) * (x.ndim - values.ndim))
 
     # -- forward process ------------------------------------------------------------
@@ -84,18 +112,20 @@ class GaussianDiffusion:
             + self._extract("sqrt_one_minus_alphas_cumprod", t, x0) * noise
         )
 
+    def _float64(self, t: torch.Tensor, x: torch.Tensor, y: torch.Tensor, a: str, b: str):
+        """``(a[t], b[t], x, y)`` in float64 (float32 on mps, which has none), tables shaped to broadcast."""
+        work = torch.float32 if x.device.type == "mps" else torch.float64
+        return self._extract(a, t, x, work), self._extract(b, t, x, work), x.to(work), y.to(work)
+
     def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """x0 from x_t and the noise eps."""
-        return (
-            self._extract("sqrt_recip_alphas_cumprod", t, x_t) * x_t
-            - self._extract("sqrt_recipm1_alphas_cumprod", t, x_t) * eps
-        )
+        """x0 = (x_t - sqrt(1 - abar) * eps) / sqrt(abar) from x_t and the noise eps (float64 arithmetic)."""
+        a, b, x, e = self._float64(t, x_t, eps, "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod")
+        return (a * x - b * e).to(torch.promote_types(x_t.dtype, eps.dtype))
 
     def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        """The noise eps from x_t and x0."""
-        return (self._extract("sqrt_recip_alphas_cumprod", t, x_t) * x_t - x0) / self._extract(
-            "sqrt_recipm1_alphas_cumprod", t, x_t
-        )
+        """eps = (x_t - sqrt(abar) * x0) / sqrt(1 - abar) from x_t and x0 (float64 arithmetic)."""
+        a, b, x, x0_ = self._float64(t, x_t, x0, "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+        return ((x - a * x0_) / b).to(torch.promote_types(x_t.dtype, x0.dtype))
 
     # -- parameterizations ----------------------------------------------------------------
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, x_t=None) -> torch.Tensor:
@@ -114,37 +144,22 @@ class GaussianDiffusion:
         )
 
     def to_eps(self, x_t: torch.Tensor, t: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-        """The noise implied by a prediction ``pred`` of the configured type."""
+        """The noise implied by a prediction ``pred`` of the configured type (float64 arithmetic)."""
         if self.prediction == "eps":
             return pred
         if self.prediction == "x0":
             return self.predict_eps(x_t, t, pred)
-        # eps = sqrt(1 - abar) * x_t + sqrt(abar) * v
-        return (
-            self._extract("sqrt_one_minus_alphas_cumprod", t, x_t) * x_t
-            + self._extract("sqrt_alphas_cumprod", t, x_t) * pred
-        )
+        a, b, x, v = self._float64(t, x_t, pred, "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+        return (b * x + a * v).to(torch.promote_types(x_t.dtype, pred.dtype))  # sqrt(1 - abar) x_t + sqrt(abar) v
 
     def to_x0(self, x_t: torch.Tensor, t: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-        """The clean sample implied by a prediction ``pred`` of the configured type."""
+        """The clean sample implied by a prediction ``pred`` of the configured type (float64 arithmetic)."""
         if self.prediction == "eps":
             return self.predict_x0(x_t, t, pred)
         if self.prediction == "x0":
             return pred
-        # x0 = sqrt(abar) * x_t - sqrt(1 - abar) * v
-        return (
-            self._extract("sqrt_alphas_cumprod", t, x_t) * x_t
-            - self._extract("sqrt_one_minus_alphas_cumprod", t, x_t) * pred
-        )
-
-    def eps_model(self, net):
-        """Wrap ``net(x_t, t, cond) -> prediction of the configured type`` as the
-        ``model_fn(x_t, t, cond) -> eps`` that samplers take."""
-
-        def model_fn(x_t, t, cond):
-            return self.to_eps(x_t, t, net(x_t, t, cond))
-
-        return model_fn
+        a, b, x, v = self._float64(t, x_t, pred, "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+        return (a * x - b * v).to(torch.promote_types(x_t.dtype, pred.dtype))  # sqrt(abar) x_t - sqrt(1 - abar) v
 
     # -- reverse process -------------------------------------------------------------------
     def posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
@@ -155,35 +170,76 @@ class GaussianDiffusion:
         return mean, variance, log_variance
 
     # -- respacing ---------------------------------------------------------------------------
-    def respace(self, steps: int, spacing: str = "uniform") -> torch.Tensor:
-        """The training timesteps a ``steps``-step sampler visits: LongTensor (steps,), ascending.
-
-        Samplers walk it backwards. It always holds the last timestep
-        ``num_timesteps - 1`` (pure noise) and, for ``steps > 1``, timestep 0.
-        ``"uniform"``: evenly spaced; ``"quadratic"``: denser near t = 0 (Song et
-        al. 2021, DDIM), nudged apart so that no timestep repeats.
-        """
+    def check_steps(self, steps) -> int:
+        """``num_timesteps``, after checking that ``steps`` (network evaluations) is an int in 1..num_timesteps."""
         num = self.num_timesteps
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= num:
             raise UserError(
                 f"sampling steps {steps} must be in 1..num_timesteps ({num}); "
                 f"pass fewer steps or train with more timesteps"
             )
+        return num
+
+    def respace(self, steps: int, spacing: str = "uniform") -> torch.Tensor:
+        """The training timesteps a ``steps``-step sampler visits: LongTensor (steps,), ascending.
+
+        Samplers walk it backwards. It always holds the last timestep
+        ``num_timesteps - 1`` (pure noise) and, for ``steps > 1``, timestep 0.
+        Spacings (``SPACINGS``):
+
+        - ``"uniform"``: evenly spaced in t (DDPM, DDIM; DPM-Solver's "time uniform");
+        - ``"quadratic"``: denser near t = 0 (Song et al. 2021, DDIM);
+        - ``"logsnr"``: evenly spaced in the log-SNR ``-2 log(sigma_t)`` (Lu et al. 2022, DPM-Solver);
+        - ``"karras"``: ``sigma_i^(1/rho)`` evenly spaced, rho = 7, from sigma at
+          t = 0 up to ``min(80, sigma_max)`` (Karras et al. 2022, eq. 5 and Table 1),
+          then the last timestep. Without the cap a schedule whose last sigma is
+          huge (cosine's clipped last beta: sigma ~ 2e4) would spend half the steps
+          above sigma = 80, where x_t holds next to no signal.
+
+        The last two are placed in sigma and taken at the nearest training
+        timestep (in log sigma). Where several land on one timestep they are
+        nudged apart, so that no timestep repeats.
+        """
+        num = self.check_steps(steps)
         if spacing not in SPACINGS:
             raise UserError(f"unknown timestep spacing '{spacing}'; choose one of: {', '.join(SPACINGS)}")
         if steps == 1:
             return torch.tensor([num - 1], dtype=torch.long)
-        fraction = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
-        if spacing == "quadratic":
-            fraction = fraction**2
-        timesteps = (fraction * (num - 1)).round().long().tolist()
-        # uniform spacing is >= 1 apart already; the quadratic one crowds near 0
+        if spacing in ("uniform", "quadratic"):
+            fraction = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
+            timesteps = ((fraction if spacing == "uniform" else fraction**2) * (num - 1)).round().long().tolist()
+        else:
+            timesteps = self._nearest_timesteps(self._spaced_log_sigmas(steps, spacing))
+        # uniform spacing is >= 1 apart already; the others may crowd near either end
         for i in range(1, steps):
             timesteps[i] = max(timesteps[i], timesteps[i - 1] + 1)
         timesteps[-1] = num - 1
         for i in range(steps - 2, -1, -1):
             timesteps[i] = min(timesteps[i], timesteps[i + 1] - 1)
         return torch.tensor(timesteps, dtype=torch.long)
+
+    def _spaced_log_sigmas(self, steps: int, spacing: str) -> torch.Tensor:
+        """(steps,) ascending log sigmas from timestep 0's to the last timestep's, for "logsnr" or "karras"."""
+        log_lo, log_hi = self.sigmas[0].log(), self.sigmas[-1].log()
+        if spacing == "logsnr":
+            return torch.linspace(log_lo, log_hi, steps, dtype=torch.float64)
+        # Karras: sigma^(1/rho) evenly spaced up to EDM's sigma_max; above it, one step from the last timestep
+        capped = bool(log_hi > math.log(KARRAS_SIGMA_MAX))
+        log_top = math.log(KARRAS_SIGMA_MAX) if capped else float(log_hi)
+        ramp = torch.linspace(0.0, 1.0, steps - 1 if capped else steps, dtype=torch.float64)
+        lo, top = math.exp(log_lo / KARRAS_RHO), math.exp(log_top / KARRAS_RHO)
+        log_sigmas = KARRAS_RHO * (lo + ramp * (top - lo)).log()
+        return torch.cat([log_sigmas, log_hi.reshape(1)]) if capped else log_sigmas
+
+    def _nearest_timesteps(self, log_sigmas: torch.Tensor) -> list[int]:
+        """The training timestep whose log sigma is nearest to each of ``log_sigmas`` (sigma ascends with t)."""
+        table = self.sigmas.log()
+        if len(table) == 1:
+            return [0] * len(log_sigmas)
+        upper = torch.searchsorted(table, log_sigmas).clamp(1, len(table) - 1)
+        lower = upper - 1
+        nearer_lower = (log_sigmas - table[lower]).abs() <= (table[upper] - log_sigmas).abs()
+        return torch.where(nearer_lower, lower, upper).tolist()
 
     def respaced(self, timesteps: torch.Tensor) -> "GaussianDiffusion":
         """The process over a subset of ``timesteps`` (ascending): betas recomputed from

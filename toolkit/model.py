@@ -1,10 +1,12 @@
-"""The conditional denoiser and the epsilon view that samplers see.
+"""The conditional denoiser and the ``model_fn`` that samplers call.
 
 Conditioning is by channel concatenation: the backbone reads
 ``[x_t, mixture]`` (batch, 2*channels, freq, frames) and predicts, in the
 diffusion's parameterisation (eps, x0 or v), the instrumental part
-(batch, channels, freq, frames). Samplers always get epsilon: the conversion
-happens in :func:`epsilon_fn`, so third-party samplers work with every target.
+(batch, channels, freq, frames). Samplers get that raw prediction and convert
+it with ``diffusion.to_x0`` / ``diffusion.to_eps`` (float64, see
+docs/samplers.md), so third-party samplers work with every target and an x0
+prediction is never rounded through eps.
 """
 from __future__ import annotations
 
@@ -29,7 +31,11 @@ class Denoiser(nn.Module):
 
 
 def raw_fn(net: nn.Module, device: torch.device, precision: str):
-    """``(x_t, t, cond) -> raw prediction`` in float32, under the precision policy."""
+    """``model_fn(x_t, t, cond) -> raw prediction`` in float32, under the precision policy.
+
+    This is the ``model_fn`` of the sampler contract (the prediction's type is
+    ``diffusion.prediction``) and the network call of the losses.
+    """
 
     def fn(x_t, t, cond):
         with autocast(device, precision):
@@ -38,7 +44,3 @@ def raw_fn(net: nn.Module, device: torch.device, precision: str):
 
     return fn
 
-
-def epsilon_fn(net: nn.Module, diffusion, device: torch.device, precision: str):
-    """``model_fn(x_t, t, cond) -> epsilon`` for the sampler contract."""
-    return diffusion.eps_model(raw_fn(net, device, precision))

@@ -23,7 +23,7 @@ from einops import rearrange
 
 from . import registry
 from .audio import resample
-from .model import epsilon_fn
+from .model import raw_fn
 from .signal import instrumental_to_vocals, post_filter as apply_post_filter
 
 
@@ -59,7 +59,7 @@ class Engine:
         self.precision = precision
         self.settings = settings
         self.sampler = registry.get("samplers", settings.sampler)
-        self.model_fn = epsilon_fn(self.net, diffusion, device, precision)
+        self.model_fn = raw_fn(self.net, device, precision)
 
     @torch.inference_mode()
     def instrumental(self, mixture: torch.Tensor, seeds: list[int], progress: Callable | None = None) -> torch.Tensor:

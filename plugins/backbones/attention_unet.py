@@ -180,7 +180,7 @@ class AttentionUNet(nn.Module):
         """x: (batch, c, freq, frames), t: (batch,), cond: (batch, in_channels - c, freq, frames) or None.
 
         ``cond`` (if given) is stacked after x along channels, so ``net(x_t, t, cond)``
-        is the call that losses and ``diffusion.eps_model`` make.
+        is the call that losses and samplers make (through ``toolkit.model.raw_fn``).
         """
         if cond is not None:
             x = torch.cat([x, cond.to(x.dtype)], dim=1)

@@ -6,9 +6,8 @@ import math
 import torch
 
 from toolkit import registry
+from toolkit.diffusion import check_num_timesteps
 from toolkit.errors import UserError
-
-from .linear import check_num_timesteps
 
 
 @registry.register("schedules", "cosine")

@@ -4,16 +4,8 @@ from __future__ import annotations
 import torch
 
 from toolkit import registry
+from toolkit.diffusion import check_num_timesteps
 from toolkit.errors import UserError
-
-
-def check_num_timesteps(num_timesteps, where: str) -> int:
-    """``num_timesteps`` as an int >= 1, or a UserError naming ``where``."""
-    if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or num_timesteps < 1:
-        raise UserError(
-            f"{where}: num_timesteps must be an integer >= 1, got {num_timesteps!r}; set e.g. num_timesteps = 1000"
-        )
-    return num_timesteps
 
 
 @registry.register("schedules", "linear")

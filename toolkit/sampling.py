@@ -1,0 +1,52 @@
+"""What every sampler shares: the x0 view of the network, noise draws, the step count.
+
+Samplers are plain functions (k-diffusion style); the contract they follow
+(``model_fn`` returns the raw prediction, ``diffusion`` converts it) is
+docs/samplers.md. Shapes: ``x, x_t: (batch, ...)``; timesteps are training
+timesteps ``0..num_timesteps-1``.
+"""
+from __future__ import annotations
+
+import torch
+
+DEFAULT_STEPS = 50
+
+
+def sampling_steps(diffusion, steps: int | None) -> int:
+    """``steps`` network evaluations (checked: 1..num_timesteps), by default 50 (all timesteps if fewer)."""
+    if steps is None:
+        return min(DEFAULT_STEPS, diffusion.num_timesteps)
+    diffusion.check_steps(steps)
+    return steps
+
+
+def timestep_batch(x: torch.Tensor, timestep: int) -> torch.Tensor:
+    """``t: LongTensor (batch,)`` filled with ``timestep``, on x's device, as ``model_fn`` takes it."""
+    return torch.full((x.shape[0],), int(timestep), dtype=torch.long, device=x.device)
+
+
+def x0_predictor(model_fn, diffusion, cond, clip_x0: bool):
+    """``(x_t, timestep: int) -> x0 estimate`` in x_t's dtype, from one network evaluation.
+
+    The raw prediction goes to x0 through ``diffusion.to_x0`` (float64
+    arithmetic; an x0 prediction is passed through untouched), then, with
+    ``clip_x0``, is clamped to the data range [-1, 1].
+    """
+
+    def predict(x_t: torch.Tensor, timestep: int) -> torch.Tensor:
+        t = timestep_batch(x_t, timestep)
+        x0 = diffusion.to_x0(x_t, t, model_fn(x_t, t, cond)).to(x_t.dtype)
+        return x0.clamp(-1.0, 1.0) if clip_x0 else x0
+
+    return predict
+
+
+def standard_normal(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """N(0, 1) noise shaped like x: (batch, ...), drawn from ``generator``.
+
+    The draw happens on the generator's own device and is then moved to x's, so a
+    CPU generator works for CUDA samples too and gives the same numbers on every
+    device (a CUDA generator on x's device avoids the copy).
+    """
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
