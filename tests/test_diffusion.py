@@ -147,7 +147,7 @@ def test_check_num_timesteps():
 
 @pytest.mark.parametrize("steps", [0, -1, 1001])
 def test_respace_bad_steps(steps):
-    with pytest.raises(UserError, match=r"sampling steps .* must be in 1\.\.num_timesteps \(1000\)"):
+    with pytest.raises(UserError, match=r"sampling steps .* must be in 1\.\.1000 \(the training timesteps"):
         make().respace(steps)
 
 

@@ -13,7 +13,7 @@ import torch
 
 from . import checkpoint, parts, registry
 from .errors import UserError
-from .experiment import check_sampling_steps
+from .diffusion import check_sampling_steps
 from .precision import resolve_device, resolve_precision
 from .separate import Engine, separate_array
 from .signal import POST_FILTERS
@@ -58,7 +58,8 @@ class Separator:
         net = built.net.to(dev).eval()
         if dev.type in ("cpu", "cuda"):
             net = net.to(memory_format=torch.channels_last)
-        check_sampling_steps(steps, built.diffusion.num_timesteps, "--steps")
+        if steps is not None:
+            check_sampling_steps(steps, built.diffusion.num_timesteps, "--steps")
         if post_filter is not None and post_filter not in POST_FILTERS:
             raise UserError(f"--post-filter {post_filter}: unknown; choose one of {', '.join(POST_FILTERS)}")
         if segment is not None:

@@ -42,6 +42,13 @@ def check_num_timesteps(num_timesteps, where: str) -> int:
     return num_timesteps
 
 
+def check_sampling_steps(steps, num_timesteps: int, name: str = "sampling steps") -> None:
+    """``steps`` must be a whole number in 1..num_timesteps; ``name`` is how the user set it (``SAMPLING_STEPS``, ``--steps``)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= num_timesteps:
+        raise UserError(f"{name} {steps} must be in 1..{num_timesteps} (the training timesteps, num_timesteps); "
+                        "pass fewer steps or train with more timesteps (Experiment.num_timesteps)")
+
+
 class GaussianDiffusion:
     """Tables of a discrete-time Gaussian diffusion with ``betas: (num_timesteps,)``."""
 
@@ -172,13 +179,8 @@ class GaussianDiffusion:
     # -- respacing ---------------------------------------------------------------------------
     def check_steps(self, steps) -> int:
         """``num_timesteps``, after checking that ``steps`` (network evaluations) is an int in 1..num_timesteps."""
-        num = self.num_timesteps
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= num:
-            raise UserError(
-                f"sampling steps {steps} must be in 1..num_timesteps ({num}); "
-                f"pass fewer steps or train with more timesteps"
-            )
-        return num
+        check_sampling_steps(steps, self.num_timesteps)
+        return self.num_timesteps
 
     def respace(self, steps: int, spacing: str = "uniform") -> torch.Tensor:
         """The training timesteps a ``steps``-step sampler visits: LongTensor (steps,), ascending.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gin
 
 from . import registry
-from .diffusion import PREDICTIONS
+from .diffusion import PREDICTIONS, check_sampling_steps
 from .errors import UserError
 from .signal import POST_FILTERS
 from .train import TrainConfig
@@ -71,7 +71,8 @@ class Experiment:
     def check(self) -> None:
         if self.num_timesteps < 1:
             raise UserError(f"Experiment.num_timesteps = {self.num_timesteps} must be >= 1")
-        check_sampling_steps(self.sampling_steps, self.num_timesteps)
+        if self.sampling_steps is not None:
+            check_sampling_steps(self.sampling_steps, self.num_timesteps, "SAMPLING_STEPS =")
         if self.post_filter not in POST_FILTERS:
             raise UserError(f"POST_FILTER = '{self.post_filter}' is unknown; choose one of {', '.join(POST_FILTERS)}")
         if self.prediction not in PREDICTIONS:
@@ -88,13 +89,6 @@ class Experiment:
                                 "{'dataset': 'synthetic', 'style': 'alt'}")
             registry.name_of("datasets", spec["dataset"])
         self.train.check()
-
-
-def check_sampling_steps(steps, num_timesteps: int, name: str = "SAMPLING_STEPS") -> None:
-    """Sampling steps must lie in 1..num_timesteps; ``name`` is how the user set them."""
-    if steps is not None and not (1 <= int(steps) <= num_timesteps):
-        raise UserError(f"{name} = {steps} must be in 1..{num_timesteps} (the training timesteps); "
-                        "lower it or raise Experiment.num_timesteps")
 
 
 @gin.configurable
