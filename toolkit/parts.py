@@ -61,9 +61,15 @@ def build(kind: str, name_or_obj, **explicit):
 
 
 def rebuild(kind: str, rec: dict):
-    """Build a part from its record alone (lists become tuples, as gin passes them)."""
+    """Build a part from its record (lists become tuples, as gin passes them).
+
+    Arguments that the gin config in force binds to the recorded value are left
+    to gin, so that a run's operative config lists them; every other recorded
+    argument is passed explicitly, so the record always wins.
+    """
     factory = registry.get(kind, rec["name"])
-    kwargs = dict(rec.get("kwargs") or {})
+    bound = bindings_of(kind, rec["name"])
+    kwargs = {k: v for k, v in (rec.get("kwargs") or {}).items() if k not in bound or bound[k] != v}
     return factory(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
 
 
@@ -165,9 +171,7 @@ def build_parts(records: dict, *, with_loss: bool = True) -> Parts:
     """Build every part from ``records`` (:func:`experiment_records` or a checkpoint's ``meta.parts``)."""
     transform = rebuild("transforms", records["transform"])
     net = Denoiser(rebuild("backbones", records["backbone"]))
-    schedule = dict(records["schedule"]["kwargs"])
-    num_timesteps = schedule.pop("num_timesteps")
-    betas = registry.get("schedules", records["schedule"]["name"])(num_timesteps, **schedule)
+    betas = rebuild("schedules", records["schedule"])
     diffusion = GaussianDiffusion(betas, prediction=records["sampling"]["prediction"])
     loss_fn = rebuild("losses", records["loss"]) if with_loss else None
     return Parts(records, transform, net, diffusion, loss_fn)

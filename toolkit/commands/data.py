@@ -73,8 +73,11 @@ def run_synth(args) -> int:
         try:
             synthesize(out, tracks=args.tracks, seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed,
                              test_tracks=args.test_tracks, style=args.style, subtype=args.subtype, progress=advance)
-        except OSError as exc:  # disk full, read-only, permissions: finished tracks stay, the rest can be completed
-            raise UserError(f"synth: cannot write into {out} ({exc.strerror or exc}); free space or fix the folder, "
+        except (OSError, UserError) as exc:  # disk full, read-only, permissions: finished tracks stay
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            if not isinstance(cause, OSError):
+                raise  # the arguments were refused before anything was written
+            raise UserError(f"synth: cannot write into {out} ({cause.strerror or cause}); free space or fix the folder, "
                             "then rerun the same command to complete the tree") from exc
     train, test = _track_count(out)
     written = train + test - sum(before)
