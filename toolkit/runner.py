@@ -84,7 +84,9 @@ def build_datasets(exp, console: Console):
 
 def resume_state(out: Path, records: dict, net) -> tuple[Path, dict]:
     """(path, state) of the newest loadable checkpoint, its weights checked against the built model."""
-    path, state = checkpoint.latest_valid(out / "checkpoints")
+    # to the host: RNG states must be CPU tensors, and load_state_dict copies weights to the model's device
+    # (every DDP rank reads its own copy instead of all landing on the GPU that saved it)
+    path, state = checkpoint.latest_valid(out / "checkpoints", map_location="cpu")
     if state is None:
         raise UserError(f"--resume: no loadable checkpoint in {out / 'checkpoints'}; the files are damaged, start a new run")
     try:

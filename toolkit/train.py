@@ -179,6 +179,25 @@ class Timer:
         return (time.perf_counter() - self.start) / 60.0
 
 
+def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: decoupled weight decay on weights, none on norms, biases and embeddings.
+
+    Decoupled decay (Loshchilov & Hutter 2019, "Decoupled Weight Decay
+    Regularization") shrinks weights towards zero independently of the
+    gradient scale; scales, shifts and lookup tables are not weights in that
+    sense, so they are left out as in GPT-2/minGPT and timm.
+    """
+    # norm scales and biases are the 1-d parameters; embedding tables are 2-d and named by their module
+    exempt = {id(p) for sub in module.modules() if isinstance(sub, torch.nn.Embedding) for p in sub.parameters()}
+    decay, keep = [], []
+    for p in module.parameters():
+        if not p.requires_grad:
+            continue
+        (keep if p.ndim < 2 or id(p) in exempt else decay).append(p)
+    groups = [{"params": decay, "weight_decay": float(weight_decay)}, {"params": keep, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
 def adamw(params, device: torch.device, **kwargs) -> torch.optim.AdamW:
     """AdamW with PyTorch's fused kernel on CPU and CUDA (one kernel over all parameters), the per-tensor loop elsewhere."""
     return torch.optim.AdamW(params, fused=torch.device(device).type in ("cpu", "cuda"), **kwargs)
@@ -203,9 +222,10 @@ class Trainer:
         # (no "module." prefix, so a multi-GPU checkpoint loads like any other)
         self.module = getattr(self.net, "module", self.net)
         self.ema = EMA(self.module, cfg.ema_decay)
-        self.opt = adamw(self.net.parameters(), device, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        self.opt = adamw(decay_groups(self.module, cfg.weight_decay), device, lr=cfg.lr, betas=tuple(cfg.betas))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, cosine_with_warmup(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=(precision == "fp16" and device.type == "cuda"))
+        # fp16 only: a loss scale that backs off on overflow (bf16 has fp32's range and needs none)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=(precision == "fp16"))
         self.noise_gen = torch.Generator().manual_seed(self._noise_seed())
         self.step = 0
         self.best_sdr = -float("inf")
@@ -239,7 +259,11 @@ class Trainer:
         except RuntimeError as exc:
             raise UserError(f"checkpoint does not fit this configuration ({str(exc).splitlines()[0][:200]}); "
                             "resume with the gin settings the run was started with") from exc
-        self.opt.load_state_dict(state["optimizer"])
+        try:
+            self.opt.load_state_dict(state["optimizer"])
+        except ValueError as exc:  # e.g. one parameter group (no weight-decay split) in an older checkpoint
+            raise UserError(f"checkpoint's optimizer state does not fit this configuration ({str(exc).splitlines()[0][:160]}); "
+                            "resume with the gin settings and toolkit version the run was started with") from exc
         self.sched.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -327,7 +351,7 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         if not torch.isfinite(grad_norm):
             self.opt.zero_grad(set_to_none=True)
-            return self._nonfinite(f"non-finite gradient norm ({float(grad_norm)})")
+            return self._gradient_overflow(float(grad_norm))
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()
@@ -339,6 +363,25 @@ class Trainer:
         self.history.append(parts_sum.get("total", float("nan")))
         return parts_sum
 
+    def _gradient_overflow(self, grad_norm: float):
+        """Skip a step whose gradients are not finite; under fp16 through the GradScaler, whose scale backs off.
+
+        ``unscale_`` has recorded the overflow, so ``update()`` halves the scale
+        and readies the scaler for the next step (returning before it would make
+        the next ``unscale_`` fail). An overflow at a scale above 1 is the loss
+        scale's doing, not divergence, and is not counted against ``max_nonfinite``.
+        """
+        why = f"non-finite gradient norm ({grad_norm})"
+        if not self.scaler.is_enabled():
+            return self._nonfinite(why)
+        scale = self.scaler.get_scale()
+        self.scaler.update()
+        if scale <= 1.0:
+            return self._nonfinite(why)
+        self.console.print(f"[yellow]step {self.step}: fp16 gradient overflow at loss scale {scale:g}; "
+                           f"step skipped, scale now {self.scaler.get_scale():g}")
+        return self._skip()
+
     def _nonfinite(self, why: str):
         self.nonfinite_run += 1
         self.console.print(f"[yellow]step {self.step}: {why}; step skipped ({self.nonfinite_run}/{self.cfg.max_nonfinite})")
@@ -347,6 +390,9 @@ class Trainer:
             kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
             raise UserError(f"training diverged: non-finite loss at step {self.step} for {self.nonfinite_run} steps in a row "
                             f"({why}); lower TrainConfig.lr or enable clipping; {kept}")
+        return self._skip()
+
+    def _skip(self):
         # keep the step count, LR and noise stream in step with an uninterrupted run: this step's draws are consumed
         self.step += 1
         with warnings.catch_warnings():
