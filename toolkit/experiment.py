@@ -14,6 +14,7 @@ import gin
 from . import registry
 from .diffusion import PREDICTIONS
 from .errors import UserError
+from .separate import check_sampler_options
 from .signal import POST_FILTERS
 from .train import TrainConfig
 
@@ -72,6 +73,8 @@ class Experiment:
         if self.num_timesteps < 1:
             raise UserError(f"Experiment.num_timesteps = {self.num_timesteps} must be >= 1")
         check_sampling_steps(self.sampling_steps, self.num_timesteps)
+        check_sampling_steps(self.train.validation_steps, self.num_timesteps, "VALIDATION_STEPS")
+        check_sampling_steps(self.train.preview_steps, self.num_timesteps, "PREVIEW_STEPS")
         if self.post_filter not in POST_FILTERS:
             raise UserError(f"POST_FILTER = '{self.post_filter}' is unknown; choose one of {', '.join(POST_FILTERS)}")
         if self.prediction not in PREDICTIONS:
@@ -80,6 +83,9 @@ class Experiment:
         for kind, value in (("datasets", self.dataset), ("transforms", self.transform), ("backbones", self.backbone),
                             ("losses", self.loss), ("schedules", self.schedule), ("samplers", self.sampler)):
             registry.name_of(kind, value)
+        if self.train.validation_sampler is not None:
+            registry.name_of("samplers", self.train.validation_sampler)
+        check_sampler_options(registry.name_of("samplers", self.sampler), self.sampler_options, "Experiment.sampler_options")
         for name in self.loggers:
             registry.name_of("loggers", name)
         for label, spec in self.evaluation_sets.items():

@@ -52,7 +52,11 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_last: int = 3
     validate_every: int = 0
-    validation_segments: int = 4
+    validation_segments_per_song: int = 4
+    validation_sampler: str | None = None
+    validation_steps: int | None = None
+    preview_every: int = 0
+    preview_steps: int = 1
     max_nonfinite: int = 5
     channels_last: bool = True
     compile: bool = False
@@ -65,7 +69,8 @@ class TrainConfig:
     def check(self) -> None:
         # A gin typo like BATCH_SIZE='x' or 2.5 must fail here, by name, not deep inside the loop.
         for name in ("batch_size", "steps", "grad_accum", "keep_last", "log_every", "checkpoint_every",
-                     "validate_every", "warmup_steps", "max_nonfinite", "num_workers"):
+                     "validate_every", "warmup_steps", "max_nonfinite", "num_workers", "validation_segments_per_song",
+                     "preview_every", "preview_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise UserError(f"TrainConfig.{name} = {value!r} must be a whole number; "
@@ -75,10 +80,11 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise UserError(f"TrainConfig.{name} = {value!r} must be a number; "
                                 "fix the value in the gin file or --gin_param (e.g. TrainConfig.lr=2e-4)")
-        for name in ("batch_size", "steps", "grad_accum", "keep_last", "log_every"):
+        for name in ("batch_size", "steps", "grad_accum", "keep_last", "log_every", "validation_segments_per_song",
+                     "preview_steps"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"TrainConfig.{name} = {getattr(self, name)} must be >= 1")
-        for name in ("checkpoint_every", "validate_every", "warmup_steps", "max_nonfinite", "num_workers"):
+        for name in ("checkpoint_every", "validate_every", "warmup_steps", "max_nonfinite", "num_workers", "preview_every"):
             if int(getattr(self, name)) < 0:
                 raise UserError(f"TrainConfig.{name} = {getattr(self, name)} must be >= 0")
         if not self.lr > 0:
@@ -207,14 +213,14 @@ class Trainer:
     """Runs the optimisation of one experiment into ``run_dir``; resumable bit for bit."""
 
     def __init__(self, *, net, diffusion, transform, loss_fn, train_set, valid_set, cfg: TrainConfig, seed: int,
-                 run_dir, meta: dict, logger, device, precision: str, console, validate_fn=None):
+                 run_dir, meta: dict, logger, device, precision: str, console, validate_fn=None, preview_fn=None):
         self.net, self.diffusion, self.transform, self.loss_fn = net, diffusion, transform, loss_fn
         self.train_set, self.valid_set = train_set, valid_set
         self.cfg, self.seed, self.meta = cfg, seed, meta
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.logger, self.device, self.precision, self.console = logger, device, precision, console
-        self.validate_fn = validate_fn
+        self.validate_fn, self.preview_fn = validate_fn, preview_fn
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.rank, self.world = 0, 1
@@ -435,6 +441,8 @@ class Trainer:
                     self.save()
                 if cfg.validate_every and self.validate_fn and self.step % cfg.validate_every == 0:
                     self.validate()
+                if cfg.preview_every and self.preview_fn and self.rank == 0 and self.step % cfg.preview_every == 0:
+                    self.preview_fn(self.ema.model, self.step, self.logger)
                 if cfg.max_minutes and timer.minutes() >= cfg.max_minutes and self.step < cfg.steps:
                     budget_hit = True
                     self.console.print(f"[yellow]time budget of {cfg.max_minutes} min reached at step {self.step}/{cfg.steps}")
@@ -444,11 +452,18 @@ class Trainer:
                 "budget_hit": budget_hit, "last": last_parts}
 
     def validate(self) -> float:
-        sdr = float(self.validate_fn(self.ema.model, self.step, self.logger))
-        self.logger.scalars({"valid/vocals_SDR": sdr}, self.step)
-        if sdr > self.best_sdr:
+        """Score the EMA model on the validation segments; a better median vocal SDR becomes ``best.pt``."""
+        scores = self.validate_fn(self.ema.model, self.step, self.logger)
+        sdr = float(scores["SDR"])
+        self.logger.scalars({f"valid/vocals_{k}": float(scores[k]) for k in ("SDR", "SIR", "SAR")}, self.step)
+        better = sdr > self.best_sdr
+        if better:
             self.best_sdr = sdr
             self.save()
             if self.rank == 0:
                 checkpoint.save_copy(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt")
+        if self.rank == 0:
+            self.console.print(f"step {self.step}: validation vocal SDR {sdr:.2f} dB (SIR {scores['SIR']:.2f}, "
+                               f"SAR {scores['SAR']:.2f}; median of {scores['segments']} segments)"
+                               + (", new best" if better else f", best {self.best_sdr:.2f}"))
         return sdr
