@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -82,8 +83,6 @@ class StepClock:
 
 def report(song: str, separation_seconds: float, logs: list[str]) -> int:
     """Print one row per run and rank from the ``gpu_check {json}`` lines of ``logs``, then the separation speed."""
-    import soundfile as sf
-
     rows = []
     for path in logs:
         rows += [(Path(path).stem, json.loads(line.split(" ", 1)[1])) for line in Path(path).read_text().splitlines()

@@ -33,12 +33,13 @@ def validation_indices(valid_set, per_song: int) -> list[int]:
     return picks
 
 
-def vocal_scores(mixture: torch.Tensor, vocals: torch.Tensor, instrumental_estimate: torch.Tensor) -> dict | None:
-    """Median-over-frames vocal SDR, SIR and SAR of one segment ((channels, samples) each); None if the vocals are silent."""
-    refs = np.stack([vocals.T.numpy(), (mixture - vocals).T.numpy()])
+def vocal_scores(item: dict, instrumental_estimate: torch.Tensor) -> dict | None:
+    """Median-over-frames vocal SDR, SIR and SAR of one segment (``item``'s and the estimate's audio:
+    (channels, samples)); None if its vocals are silent."""
+    refs = np.stack([item["vocals"].T.numpy(), item["instrumental"].T.numpy()])
     if np.abs(refs[0]).max() < 1e-6:
         return None  # bss_eval is undefined for silent references
-    ests = np.stack([(mixture - instrumental_estimate).T.numpy(), instrumental_estimate.T.numpy()])
+    ests = np.stack([(item["mixture"] - instrumental_estimate).T.numpy(), instrumental_estimate.T.numpy()])
     win = refs.shape[1]
     sdr, _, sir, sar = museval.evaluate(refs, ests, win=win, hop=win)
     return {"SDR": float(np.nanmedian(sdr[0])), "SIR": float(np.nanmedian(sir[0])), "SAR": float(np.nanmedian(sar[0]))}
@@ -59,7 +60,7 @@ def make_validate_fn(built, valid_set, device, precision, cfg):
             items = [valid_set[i] for i in chunk]
             mix = torch.stack([it["mixture"] for it in items])
             inst = engine.instrumental(mix, [seed * 1000 + start + j for j in range(len(chunk))]).float().cpu()
-            scores += [vocal_scores(it["mixture"], it["vocals"], inst[j]) for j, it in enumerate(items)]
+            scores += [vocal_scores(it, inst[j]) for j, it in enumerate(items)]
         scores = [s for s in scores if s is not None]
         result = {m: float(np.median([s[m] for s in scores])) if scores else float("nan") for m in METRICS}
         return {**result, "segments": len(scores)}
@@ -69,8 +70,11 @@ def make_validate_fn(built, valid_set, device, precision, cfg):
 
 def make_preview_fn(built, valid_set, device, precision, cfg):
     """``preview(ema_model, step, logger)``: audio and spectrograms of one validation segment, sampled in
-    ``cfg.preview_steps`` steps of the experiment's sampler."""
-    index = validation_indices(valid_set, 1)[0]
+    ``cfg.preview_steps`` steps of the experiment's sampler (None for an empty set)."""
+    indices = validation_indices(valid_set, 1)
+    if not indices:
+        return None
+    index = indices[0]
     settings = built.settings(steps=cfg.preview_steps)
     seed = int(built.sampling["seed"])
 
