@@ -15,7 +15,7 @@ from . import checkpoint, parts, registry
 from .errors import UserError
 from .diffusion import check_sampling_steps
 from .precision import resolve_device, resolve_precision
-from .separate import Engine, separate_array
+from .separate import Engine, check_sampler_options, separate_array
 from .signal import POST_FILTERS
 
 
@@ -73,6 +73,8 @@ class Separator:
                                   batch_size=batch_size)
         if eta is not None:
             settings.sampler_options["eta"] = float(eta)
+        check_sampler_options(settings.sampler, settings.sampler_options,
+                              "--eta" if eta is not None else "the checkpoint's sampler options")
         engine = built.engine(net, device=dev, precision=prec, settings=settings)
         return cls(engine, {**meta, "step": state.get("step")})
 

@@ -55,8 +55,12 @@ def step_files(ckpt_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def load(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint safely; bad files raise one-line :class:`UserError`."""
+def load(path: str | Path, *, map_location) -> dict:
+    """Load a checkpoint safely; bad files raise one-line :class:`UserError`.
+
+    ``map_location`` is required: a checkpoint written on a GPU names that GPU,
+    and every caller knows the device it works on (a CPU node, ``cuda:N``).
+    """
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such checkpoint; pass a .pt file written by `toolkit run` (RUN/checkpoints/last.pt)")
@@ -90,7 +94,7 @@ def _load_failure(path: Path, exc: Exception) -> str:
     return first[:160]
 
 
-def latest_valid(ckpt_dir: Path):
+def latest_valid(ckpt_dir: Path, map_location="cpu"):
     """(path, state) of the newest checkpoint in ``ckpt_dir`` that loads, or (None, None).
 
     Tries ``last.pt`` and every ``step_<N>.pt``, newest step first, so a file
@@ -101,7 +105,7 @@ def latest_valid(ckpt_dir: Path):
     best = (None, None)
     for p in candidates:
         try:
-            state = load(p)
+            state = load(p, map_location=map_location)
         except UserError:
             continue
         if best[1] is None or int(state["step"]) > int(best[1]["step"]):

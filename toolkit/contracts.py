@@ -169,6 +169,12 @@ class Logger(Protocol):
 
     def text(self, tag: str, text: str, step: int) -> None: ...
 
+    def config(self, name: str, bindings: dict, text: str) -> None:
+        """Once before training: the run's name (its experiment), flat gin bindings and operative config text."""
+
+    def hparams(self, bindings: dict, metrics: dict) -> None:
+        """Once at the end: the bindings with the run's final metrics, for comparing runs by setting."""
+
     def close(self) -> None: ...
 
 

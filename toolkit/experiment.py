@@ -14,6 +14,7 @@ import gin
 from . import registry
 from .diffusion import PREDICTIONS, check_sampling_steps
 from .errors import UserError
+from .separate import check_sampler_options
 from .signal import POST_FILTERS
 from .train import TrainConfig
 
@@ -71,8 +72,10 @@ class Experiment:
     def check(self) -> None:
         if self.num_timesteps < 1:
             raise UserError(f"Experiment.num_timesteps = {self.num_timesteps} must be >= 1")
-        if self.sampling_steps is not None:
-            check_sampling_steps(self.sampling_steps, self.num_timesteps, "SAMPLING_STEPS =")
+        for name, steps in (("SAMPLING_STEPS =", self.sampling_steps), ("VALIDATION_STEPS =", self.train.validation_steps),
+                            ("PREVIEW_STEPS =", self.train.preview_steps)):
+            if steps is not None:
+                check_sampling_steps(steps, self.num_timesteps, name)
         if self.post_filter not in POST_FILTERS:
             raise UserError(f"POST_FILTER = '{self.post_filter}' is unknown; choose one of {', '.join(POST_FILTERS)}")
         if self.prediction not in PREDICTIONS:
@@ -81,6 +84,9 @@ class Experiment:
         for kind, value in (("datasets", self.dataset), ("transforms", self.transform), ("backbones", self.backbone),
                             ("losses", self.loss), ("schedules", self.schedule), ("samplers", self.sampler)):
             registry.name_of(kind, value)
+        if self.train.validation_sampler is not None:
+            registry.name_of("samplers", self.train.validation_sampler)
+        check_sampler_options(registry.name_of("samplers", self.sampler), self.sampler_options, "Experiment.sampler_options")
         for name in self.loggers:
             registry.name_of("loggers", name)
         for label, spec in self.evaluation_sets.items():

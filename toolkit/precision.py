@@ -2,8 +2,10 @@
 
 Precision ``auto``: bf16 autocast on CPU only where PyTorch's kernels run at
 AVX-512 or better (oneDNN's bf16 paths need it); on AVX2-only CPUs bf16
-matmuls are far slower than fp32, so those get fp32. fp16 on CPU never.
-On CUDA, bf16 where supported, else fp16 (with a GradScaler).
+matmuls are far slower than fp32, so those get fp32. ``auto`` never picks
+fp16 on CPU; an explicit ``fp16`` runs there (slowly) so that the fp16 path,
+GradScaler included, is testable without a GPU. On CUDA, ``auto`` is bf16
+where supported, else fp16 (with a GradScaler).
 """
 from __future__ import annotations
 
@@ -39,8 +41,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
     if device.type == "cpu":
-        if precision == "fp16":
-            raise UserError("precision fp16 is not supported on CPU; use auto, bf16 or fp32")
         if precision == "auto":
             return "bf16" if cpu_has_native_bf16() else "fp32"
         return precision

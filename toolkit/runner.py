@@ -17,7 +17,7 @@ import torch.distributed as dist
 from rich.console import Console
 from rich.panel import Panel
 
-from . import checkpoint, config, parts, registry
+from . import checkpoint, config, parts, registry, tracking
 from .errors import Interrupted, UserError
 from .experiment import Experiment
 from .final_eval import final_evaluation
@@ -26,7 +26,7 @@ from .logger import MultiLogger, NullLogger
 from .paths import check_writable_dir
 from .precision import machine_info, resolve_device, resolve_precision
 from .train import StopSignals, Trainer
-from .validation import make_validate_fn
+from .validation import make_preview_fn, make_validate_fn
 
 
 def default_out_dir(gin_file: str) -> Path:
@@ -84,7 +84,9 @@ def build_datasets(exp, console: Console):
 
 def resume_state(out: Path, records: dict, net) -> tuple[Path, dict]:
     """(path, state) of the newest loadable checkpoint, its weights checked against the built model."""
-    path, state = checkpoint.latest_valid(out / "checkpoints")
+    # to the host: RNG states must be CPU tensors, and load_state_dict copies weights to the model's device
+    # (every DDP rank reads its own copy instead of all landing on the GPU that saved it)
+    path, state = checkpoint.latest_valid(out / "checkpoints", map_location="cpu")
     if state is None:
         raise UserError(f"--resume: no loadable checkpoint in {out / 'checkpoints'}; the files are damaged, start a new run")
     try:
@@ -152,15 +154,19 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     resumed = resume_state(out, records, net) if resume else None  # before the loggers write anything
     logger = make_loggers(exp, out, rank)
     validate_fn = make_validate_fn(built, valid_set, device, precision, cfg) if valid_set is not None else None
+    preview_fn = make_preview_fn(built, valid_set, device, precision, cfg) if valid_set is not None else None
     train_net = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
     trainer = Trainer(net=train_net, diffusion=built.diffusion, transform=built.transform, loss_fn=built.loss_fn,
                       train_set=train_set, valid_set=valid_set, cfg=cfg, seed=exp.seed, run_dir=out, meta=meta,
-                      logger=logger, device=device, precision=precision, console=console, validate_fn=validate_fn)
+                      logger=logger, device=device, precision=precision, console=console, validate_fn=validate_fn,
+                      preview_fn=preview_fn)
     trainer.set_rank(rank, world)
     if resumed:
         path, state = resumed
         trainer.load_state_dict(state)
         console.print(f"resumed from {path} at step {trainer.step}")
+    bindings = tracking.bindings(operative)
+    logger.config(Path(files[0]).stem, bindings, operative)
     if rank == 0:
         atomic_write_text(out / "config.gin", parsed_config)
         atomic_write_text(out / "operative_config.gin", operative)
@@ -182,6 +188,9 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     if exp.final_evaluation and rank == 0:
         summary["evaluation"] = final_evaluation(exp, built, trainer.ema.model, device, precision, out, console,
                                                  stop=stop)
+    metrics = tracking.final_metrics(summary, trainer.best_sdr)
+    logger.scalars(metrics, trainer.step)
+    logger.hparams(bindings, metrics)
     logger.close()
     if rank == 0:
         atomic_write_text(out / "run.json", json.dumps(summary, indent=2, default=str))

@@ -13,6 +13,7 @@ length: :func:`separate_file` streams from and to disk.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -23,9 +24,31 @@ from einops import rearrange
 
 from . import registry
 from .audio import resample
+from .errors import UserError
 from .model import raw_fn
 from .signal import instrumental_to_vocals, post_filter as apply_post_filter
 
+# what every sampler is given by the engine (toolkit.contracts.Sampler); the rest of its keywords are options
+SAMPLER_ARGUMENTS = ("model_fn", "diffusion", "x_T", "cond", "steps", "generator", "callback")
+
+
+def sampler_options(name: str) -> list[str] | None:
+    """The options (keywords beyond the contract's) that sampler ``name`` takes; None if it takes any (``**kwargs``)."""
+    fn = inspect.unwrap(registry.get("samplers", name))  # the function under gin's wrapper
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name not in SAMPLER_ARGUMENTS
+            and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def check_sampler_options(name: str, options: dict, where: str) -> None:
+    """Refuse options that sampler ``name`` does not take, naming the ones it does (``where``: how they were set)."""
+    takes = sampler_options(name)
+    unknown = [k for k in options if takes is not None and k not in takes]
+    if unknown:
+        raise UserError(f"{where}: sampler '{name}' takes no option {', '.join(unknown)}; "
+                        f"its options: {', '.join(takes) or 'none'} (choose another sampler or drop the option)")
 
 
 @dataclass
@@ -58,6 +81,7 @@ class Engine:
         self.device = device
         self.precision = precision
         self.settings = settings
+        check_sampler_options(settings.sampler, settings.sampler_options, "sampler options")
         self.sampler = registry.get("samplers", settings.sampler)
         self.model_fn = raw_fn(self.net, device, precision)
 

@@ -220,7 +220,7 @@ def run_cell(spec: SweepSpec, cell: Cell, console=None) -> dict:
 
 def trained_root(run_dir: Path) -> Path:
     """The data root a finished training ran on, as its checkpoint records it."""
-    state = checkpoint.load(run_dir / "checkpoints" / "last.pt")
+    state = checkpoint.load(run_dir / "checkpoints" / "last.pt", map_location="cpu")  # reports run on any node
     return Path(state["meta"]["parts"]["dataset"]["root"])
 
 

@@ -52,7 +52,11 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_last: int = 3
     validate_every: int = 0
-    validation_segments: int = 4
+    validation_segments_per_song: int = 4
+    validation_sampler: str | None = None
+    validation_steps: int | None = None
+    preview_every: int = 0
+    preview_steps: int = 1
     max_nonfinite: int = 5
     channels_last: bool = True
     compile: bool = False
@@ -65,7 +69,8 @@ class TrainConfig:
     def check(self) -> None:
         # A gin typo like BATCH_SIZE='x' or 2.5 must fail here, by name, not deep inside the loop.
         for name in ("batch_size", "steps", "grad_accum", "keep_last", "log_every", "checkpoint_every",
-                     "validate_every", "warmup_steps", "max_nonfinite", "num_workers"):
+                     "validate_every", "warmup_steps", "max_nonfinite", "num_workers", "validation_segments_per_song",
+                     "preview_every", "preview_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise UserError(f"TrainConfig.{name} = {value!r} must be a whole number; "
@@ -75,10 +80,11 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise UserError(f"TrainConfig.{name} = {value!r} must be a number; "
                                 "fix the value in the gin file or --gin_param (e.g. TrainConfig.lr=2e-4)")
-        for name in ("batch_size", "steps", "grad_accum", "keep_last", "log_every"):
+        for name in ("batch_size", "steps", "grad_accum", "keep_last", "log_every", "validation_segments_per_song",
+                     "preview_steps"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"TrainConfig.{name} = {getattr(self, name)} must be >= 1")
-        for name in ("checkpoint_every", "validate_every", "warmup_steps", "max_nonfinite", "num_workers"):
+        for name in ("checkpoint_every", "validate_every", "warmup_steps", "max_nonfinite", "num_workers", "preview_every"):
             if int(getattr(self, name)) < 0:
                 raise UserError(f"TrainConfig.{name} = {getattr(self, name)} must be >= 0")
         if not self.lr > 0:
@@ -179,6 +185,25 @@ class Timer:
         return (time.perf_counter() - self.start) / 60.0
 
 
+def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: decoupled weight decay on weights, none on norms, biases and embeddings.
+
+    Decoupled decay (Loshchilov & Hutter 2019, "Decoupled Weight Decay
+    Regularization") shrinks weights towards zero independently of the
+    gradient scale; scales, shifts and lookup tables are not weights in that
+    sense, so they are left out as in GPT-2/minGPT and timm.
+    """
+    # norm scales and biases are the 1-d parameters; embedding tables are 2-d and named by their module
+    exempt = {id(p) for sub in module.modules() if isinstance(sub, torch.nn.Embedding) for p in sub.parameters()}
+    decay, keep = [], []
+    for p in module.parameters():
+        if not p.requires_grad:
+            continue
+        (keep if p.ndim < 2 or id(p) in exempt else decay).append(p)
+    groups = [{"params": decay, "weight_decay": float(weight_decay)}, {"params": keep, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
 def adamw(params, device: torch.device, **kwargs) -> torch.optim.AdamW:
     """AdamW with PyTorch's fused kernel on CPU and CUDA (one kernel over all parameters), the per-tensor loop elsewhere."""
     return torch.optim.AdamW(params, fused=torch.device(device).type in ("cpu", "cuda"), **kwargs)
@@ -188,14 +213,14 @@ class Trainer:
     """Runs the optimisation of one experiment into ``run_dir``; resumable bit for bit."""
 
     def __init__(self, *, net, diffusion, transform, loss_fn, train_set, valid_set, cfg: TrainConfig, seed: int,
-                 run_dir, meta: dict, logger, device, precision: str, console, validate_fn=None):
+                 run_dir, meta: dict, logger, device, precision: str, console, validate_fn=None, preview_fn=None):
         self.net, self.diffusion, self.transform, self.loss_fn = net, diffusion, transform, loss_fn
         self.train_set, self.valid_set = train_set, valid_set
         self.cfg, self.seed, self.meta = cfg, seed, meta
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.logger, self.device, self.precision, self.console = logger, device, precision, console
-        self.validate_fn = validate_fn
+        self.validate_fn, self.preview_fn = validate_fn, preview_fn
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.rank, self.world = 0, 1
@@ -203,9 +228,10 @@ class Trainer:
         # (no "module." prefix, so a multi-GPU checkpoint loads like any other)
         self.module = getattr(self.net, "module", self.net)
         self.ema = EMA(self.module, cfg.ema_decay)
-        self.opt = adamw(self.net.parameters(), device, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        self.opt = adamw(decay_groups(self.module, cfg.weight_decay), device, lr=cfg.lr, betas=tuple(cfg.betas))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, cosine_with_warmup(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=(precision == "fp16" and device.type == "cuda"))
+        # fp16 only: a loss scale that backs off on overflow (bf16 has fp32's range and needs none)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=(precision == "fp16"))
         self.noise_gen = torch.Generator().manual_seed(self._noise_seed())
         self.step = 0
         self.best_sdr = -float("inf")
@@ -239,7 +265,11 @@ class Trainer:
         except RuntimeError as exc:
             raise UserError(f"checkpoint does not fit this configuration ({str(exc).splitlines()[0][:200]}); "
                             "resume with the gin settings the run was started with") from exc
-        self.opt.load_state_dict(state["optimizer"])
+        try:
+            self.opt.load_state_dict(state["optimizer"])
+        except ValueError as exc:  # e.g. one parameter group (no weight-decay split) in an older checkpoint
+            raise UserError(f"checkpoint's optimizer state does not fit this configuration ({str(exc).splitlines()[0][:160]}); "
+                            "resume with the gin settings and toolkit version the run was started with") from exc
         self.sched.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -327,7 +357,7 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         if not torch.isfinite(grad_norm):
             self.opt.zero_grad(set_to_none=True)
-            return self._nonfinite(f"non-finite gradient norm ({float(grad_norm)})")
+            return self._gradient_overflow(float(grad_norm))
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()
@@ -339,6 +369,25 @@ class Trainer:
         self.history.append(parts_sum.get("total", float("nan")))
         return parts_sum
 
+    def _gradient_overflow(self, grad_norm: float):
+        """Skip a step whose gradients are not finite; under fp16 through the GradScaler, whose scale backs off.
+
+        ``unscale_`` has recorded the overflow, so ``update()`` halves the scale
+        and readies the scaler for the next step (returning before it would make
+        the next ``unscale_`` fail). An overflow at a scale above 1 is the loss
+        scale's doing, not divergence, and is not counted against ``max_nonfinite``.
+        """
+        why = f"non-finite gradient norm ({grad_norm})"
+        if not self.scaler.is_enabled():
+            return self._nonfinite(why)
+        scale = self.scaler.get_scale()
+        self.scaler.update()
+        if scale <= 1.0:
+            return self._nonfinite(why)
+        self.console.print(f"[yellow]step {self.step}: fp16 gradient overflow at loss scale {scale:g}; "
+                           f"step skipped, scale now {self.scaler.get_scale():g}")
+        return self._skip()
+
     def _nonfinite(self, why: str):
         self.nonfinite_run += 1
         self.console.print(f"[yellow]step {self.step}: {why}; step skipped ({self.nonfinite_run}/{self.cfg.max_nonfinite})")
@@ -347,6 +396,9 @@ class Trainer:
             kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
             raise UserError(f"training diverged: non-finite loss at step {self.step} for {self.nonfinite_run} steps in a row "
                             f"({why}); lower TrainConfig.lr or enable clipping; {kept}")
+        return self._skip()
+
+    def _skip(self):
         # keep the step count, LR and noise stream in step with an uninterrupted run: this step's draws are consumed
         self.step += 1
         with warnings.catch_warnings():
@@ -389,6 +441,8 @@ class Trainer:
                     self.save()
                 if cfg.validate_every and self.validate_fn and self.step % cfg.validate_every == 0:
                     self.validate()
+                if cfg.preview_every and self.preview_fn and self.rank == 0 and self.step % cfg.preview_every == 0:
+                    self.preview_fn(self.ema.model, self.step, self.logger)
                 if cfg.max_minutes and timer.minutes() >= cfg.max_minutes and self.step < cfg.steps:
                     budget_hit = True
                     self.console.print(f"[yellow]time budget of {cfg.max_minutes} min reached at step {self.step}/{cfg.steps}")
@@ -398,11 +452,18 @@ class Trainer:
                 "budget_hit": budget_hit, "last": last_parts}
 
     def validate(self) -> float:
-        sdr = float(self.validate_fn(self.ema.model, self.step, self.logger))
-        self.logger.scalars({"valid/vocals_SDR": sdr}, self.step)
-        if sdr > self.best_sdr:
+        """Score the EMA model on the validation segments; a better median vocal SDR becomes ``best.pt``."""
+        scores = self.validate_fn(self.ema.model, self.step, self.logger)
+        sdr = float(scores["SDR"])
+        self.logger.scalars({f"valid/vocals_{k}": float(scores[k]) for k in ("SDR", "SIR", "SAR")}, self.step)
+        better = sdr > self.best_sdr
+        if better:
             self.best_sdr = sdr
             self.save()
             if self.rank == 0:
                 checkpoint.save_copy(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt")
+        if self.rank == 0:
+            self.console.print(f"step {self.step}: validation vocal SDR {sdr:.2f} dB (SIR {scores['SIR']:.2f}, "
+                               f"SAR {scores['SAR']:.2f}; median of {scores['segments']} segments)"
+                               + (", new best" if better else f", best {self.best_sdr:.2f}"))
         return sdr

@@ -1,4 +1,8 @@
-"""Weights & Biases back end, offline unless ``WANDB_MODE`` says otherwise (``RUN/wandb``)."""
+"""Weights & Biases back end, offline unless ``WANDB_MODE`` says otherwise (``RUN/wandb``).
+
+Switched on with ``Experiment.loggers = ['tensorboard', 'wandb']``; the run is
+named after its experiment and its ``config`` holds the gin bindings.
+"""
 from __future__ import annotations
 
 import os
@@ -17,8 +21,9 @@ class WandbLogger(NullLogger):
 
         self.wandb = wandb
         mode = mode or os.environ.get("WANDB_MODE", "offline")
+        # "finish_previous": a second run in one process (a sweep's cells) closes the first
         self.run = wandb.init(project=project, dir=str(Path(run_dir)), mode=mode, name=Path(run_dir).name,
-                              reinit=True, settings=wandb.Settings(silent=True, console="off"))
+                              reinit="finish_previous", settings=wandb.Settings(silent=True, console="off"))
 
     def scalars(self, values, step):
         self.run.log({k: float(v) for k, v in values.items()}, step=step)
@@ -32,6 +37,13 @@ class WandbLogger(NullLogger):
 
     def image(self, tag, figure, step):
         self.run.log({tag: self.wandb.Image(figure)}, step=step)
+
+    def config(self, name, bindings, text):
+        self.run.name = name
+        self.run.config.update(dict(bindings), allow_val_change=True)
+
+    def hparams(self, bindings, metrics):
+        self.run.summary.update(dict(metrics))
 
     def close(self):
         self.run.finish()
