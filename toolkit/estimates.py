@@ -14,6 +14,7 @@ from .errors import UserError
 
 EXTENSIONS = (".wav", ".flac", ".mp3")
 ACCOMPANIMENT = ("accompaniment", "instrumental")
+LENGTH_SLACK_S = 0.05
 
 
 def _stem_file(folder: Path, names) -> Path | None:
@@ -37,7 +38,7 @@ def read_estimates(root: Path, subset: str, name: str, rate: int, samples: int) 
     """``(vocals, accompaniment)``, each ``(channels, samples)`` at ``rate``, cut or padded to the track's length.
 
     A lossy format (mp3) may round the length by a frame or so; more than
-    50 ms off means the estimates belong to another file.
+    ``LENGTH_SLACK_S`` off means the estimates belong to another file.
     """
     folder = track_folder(Path(root), subset, name)
     vocals_path, acc_path = _stem_file(folder, ("vocals",)), _stem_file(folder, ACCOMPANIMENT)
@@ -48,7 +49,7 @@ def read_estimates(root: Path, subset: str, name: str, rate: int, samples: int) 
         audio, r, _ = read(path)
         if r != rate:
             raise UserError(f"{path}: estimate at {r} Hz, the track is {rate} Hz; resample it to {rate} Hz")
-        if abs(audio.shape[1] - samples) > 0.05 * rate:
+        if abs(audio.shape[1] - samples) > LENGTH_SLACK_S * rate:
             raise UserError(f"{path}: {audio.shape[1] / rate:.2f} s long, the track {samples / rate:.2f} s; "
                             "it was separated from another file")
         audio = audio[:, :samples]
