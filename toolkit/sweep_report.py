@@ -6,6 +6,8 @@ import io
 import json
 from pathlib import Path
 
+from rich.table import Table
+
 from .errors import UserError
 from .io_utils import atomic_path, atomic_write_text
 
@@ -90,8 +92,6 @@ SUMMARY = ("vocals_SDR", "accompaniment_SDR", "vocal_SDR_gain", "sep_s_per_s", "
 
 def summary_table(out: Path, title: str = "sweep results (dB; separation s per s of audio)"):
     """A rich table of the finished cells for the terminal: bindings and the main scores, fixed decimals."""
-    from rich.table import Table
-
     cells = collect(Path(out))
     base = json.loads((Path(out) / "baseline.json").read_text()) if (Path(out) / "baseline.json").exists() else None
     header, table = rows(cells, base)
