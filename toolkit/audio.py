@@ -35,7 +35,6 @@ _EXTENSION_FORMATS = {
 SOUNDFILE_EXTENSIONS = tuple(ext for ext, fmt in _EXTENSION_FORMATS.items() if fmt in sf.available_formats())
 # decoded by stempeg/ffmpeg; MUSDB18 stems are .stem.mp4
 FFMPEG_EXTENSIONS = (".mp4", ".m4a", ".aac", ".wma", ".webm", ".mka", ".m4b")
-WRITE_FORMATS = ("wav", "flac", "mp3")  # what `toolkit separate --format` writes
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS + FFMPEG_EXTENSIONS
 
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
