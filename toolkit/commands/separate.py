@@ -3,15 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..output_names import DEFAULT_TEMPLATE
+
 
 def add_parser(sub, parent):
     p = sub.add_parser("separate", parents=[parent], help="separate songs into vocals and instrumental")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by `toolkit run` (RUN/checkpoints/last.pt)")
     p.add_argument("--out", default="separated", help="output folder")
-    p.add_argument("--filename", default="{model}/{track}/{stem}.{ext}", metavar="TEMPLATE",
+    p.add_argument("--filename", default=DEFAULT_TEMPLATE, metavar="TEMPLATE",
                    help="where each input's stems go inside --out; fields: {model} (the checkpoint's run folder), "
-                        "{track} (input name), {stem} (vocals|instrumental), {ext}, {parent} (input's folder)")
+                        "{track} (input name), {stem} (vocals|instrumental), {ext}, {parent} (input's folder); "
+                        "same-named inputs are told apart (docs/usage.md)")
     p.add_argument("--sampler", help="registered sampler (default: the checkpoint's)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the checkpoint's)")
     p.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
