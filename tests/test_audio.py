@@ -248,3 +248,14 @@ def test_list_audio_files(tmp_path):
         audio.list_audio_files(tmp_path / "empty")
     with pytest.raises(UserError, match="no such file or folder"):
         audio.list_audio_files([tmp_path / "b.wav", tmp_path / "gone"])
+
+
+def test_codec_subtypes_are_not_kept_as_sample_formats(tmp_path):
+    """An mp3/ogg input's codec is not a bit depth: WAV gets float, FLAC 24-bit PCM, MP3 MPEG Layer III."""
+    from toolkit.audio import AudioInfo, subtype_for
+
+    for codec in ("MPEG_LAYER_III", "VORBIS", "OPUS"):
+        info = AudioInfo(tmp_path / "x", "MP3", codec, 2, 100, 44100)
+        assert (subtype_for(info, "WAV"), subtype_for(info, "FLAC"), subtype_for(info, "MP3")) == ("FLOAT", "PCM_24", "MPEG_LAYER_III")
+    pcm = AudioInfo(tmp_path / "x", "WAV", "PCM_16", 2, 100, 44100)
+    assert (subtype_for(pcm, "WAV"), subtype_for(pcm, "FLAC"), subtype_for(pcm, "MP3")) == ("PCM_16", "PCM_16", "MPEG_LAYER_III")

@@ -363,7 +363,7 @@ def _enospc(*args, **kwargs):
 def test_separate_disk_full_keeps_old_outputs(art, tmp_path, capfd, monkeypatch):
     out = tmp_path / "out"
     assert invoke(["separate", art.good, "--checkpoint", art.ckpt, "--steps", 1, "--out", out], capfd).returncode == 0
-    old = {p: p.read_bytes() for p in (out / "good").iterdir()}
+    old = {p: p.read_bytes() for p in (out / "reliability-run" / "good").iterdir()}
     before = snapshot(out)
     for target, name in ((sf.SoundFile, "write"), (os, "replace")):
         with monkeypatch.context() as m:
@@ -488,7 +488,7 @@ def test_unusual_audio_is_separated(name, rate, make, art, tmp_path, capfd):
     assert proc.returncode == 0, proc.stderr
     total = 0
     for stem in ("vocals", "instrumental"):
-        path = tmp_path / "out" / name / f"{stem}.wav"
+        path = tmp_path / "out" / "reliability-run" / name / f"{stem}.wav"
         info = sf.info(path)
         assert (info.samplerate, info.channels, info.frames) == (rate, audio.shape[1], audio.shape[0])
         data, _ = sf.read(path, dtype="float32", always_2d=True)
@@ -549,7 +549,7 @@ def test_ten_minutes_use_no_more_memory_than_one(art, tmp_path):
         out = tmp_path / f"out_{minutes}"
         peak[minutes] = _peak_rss_kib(["separate", song, "--checkpoint", art.ckpt, "--plugin", plugin, "--sampler", "passthrough",
                                        "--steps", 1, "--segment", 0.5, "--batch-size", 32, "--out", out], tmp_path / "stderr.log")
-        assert sf.info(out / song.stem / "vocals.wav").frames == minutes * 60 * 48000
+        assert sf.info(out / "reliability-run" / song.stem / "vocals.wav").frames == minutes * 60 * 48000
         song.unlink()
         shutil.rmtree(out)
     decoded_10min = 10 * 60 * 48000 * 2 * 4 // 1024  # KiB of float32, as the track would sit in memory if loaded whole

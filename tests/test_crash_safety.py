@@ -112,12 +112,12 @@ def test_signal_during_separate_keeps_old_outputs_and_writes_no_partial_file(sig
     song = tmp_path / "song.wav"
     sf.write(song, tone(22050, 1, 30.0, seed=1), 22050, subtype="FLOAT")  # long enough to be caught mid-way
     before = snapshot(out)
-    old = {p: p.read_bytes() for p in (out / "song").iterdir()}
+    old = {p: p.read_bytes() for p in (out / "reliability-run" / "song").iterdir()}
     proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "separate", str(song), "--checkpoint", str(ckpt),
                              "--steps", "2", "--batch-size", "1", "--out", str(out)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not temp_files(out / "song"):  # the outputs are being written
+    while not temp_files(out / "reliability-run" / "song"):  # the outputs are being written
         assert proc.poll() is None, f"separate ended before it could be interrupted: {proc.communicate()}"
         assert time.monotonic() < deadline
         time.sleep(0.01)

@@ -41,14 +41,14 @@ def test_separate_keeps_format_and_sums_to_input(checkpoint, tmp_path, ext, subt
     info_in = sf.info(song)
     total = 0
     for name in ("vocals", "instrumental"):
-        path = out / "song" / f"{name}.{ext}"
+        path = out / "run" / "song" / f"{name}.{ext}"
         info = sf.info(path)
         assert (info.samplerate, info.channels, info.frames, info.subtype) == (rate, channels, info_in.frames, subtype)
         data, _ = sf.read(path, dtype="float64", always_2d=True)
         total = total + data
     tol = 1e-5 if subtype == "FLOAT" else 2.0 / 2 ** (int(subtype[4:]) - 1)
     assert np.abs(total - mix).max() <= tol
-    assert not list((out / "song").glob(".*tmp*"))
+    assert not list((out / "run" / "song").glob(".*tmp*"))
 
 
 def test_same_seed_same_files_and_api_matches_cli(checkpoint, tmp_path):
@@ -60,12 +60,12 @@ def test_same_seed_same_files_and_api_matches_cli(checkpoint, tmp_path):
     for out in ("o1", "o2"):
         run_cli("separate", song, "--checkpoint", checkpoint, "--out", tmp_path / out, "--seed", "7", check=0)
     for name in ("vocals.wav", "instrumental.wav"):  # float WAV headers carry a write-time PEAK stamp: compare samples
-        a, _ = sf.read(tmp_path / "o1/a" / name, dtype="float32")
-        b, _ = sf.read(tmp_path / "o2/a" / name, dtype="float32")
+        a, _ = sf.read(tmp_path / "o1/run/a" / name, dtype="float32")
+        b, _ = sf.read(tmp_path / "o2/run/a" / name, dtype="float32")
         assert np.array_equal(a, b)
     sep = Separator.from_checkpoint(checkpoint, seed=7)
     vocals, inst = sep(torch.from_numpy(audio), 22050)
-    cli_inst, _ = sf.read(tmp_path / "o1/a/instrumental.wav", dtype="float32", always_2d=True)
+    cli_inst, _ = sf.read(tmp_path / "o1/run/a/instrumental.wav", dtype="float32", always_2d=True)
     assert np.abs(inst.numpy() - cli_inst.T).max() < 1e-5
     assert torch.allclose(vocals + inst, torch.from_numpy(audio), atol=1e-6)
 
@@ -90,15 +90,15 @@ def test_folder_input_and_progress(checkpoint, tmp_path):
     for i in range(2):
         sf.write(folder / f"s{i}.wav", _song(22050, 1, seed=i).T, 22050)
     run_cli("separate", folder, "--checkpoint", checkpoint, "--out", tmp_path / "o", check=0)
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["s0", "s1"]
+    assert sorted(p.name for p in (tmp_path / "o" / "run").iterdir()) == ["s0", "s1"]
 
 
 def test_silence_and_one_sample(checkpoint, tmp_path):
     for name, audio in (("silence", np.zeros((2, 22050), np.float32)), ("one", np.array([[0.5]], np.float32))):
         sf.write(tmp_path / f"{name}.wav", audio.T, 22050, subtype="FLOAT")
         run_cli("separate", tmp_path / f"{name}.wav", "--checkpoint", checkpoint, "--out", tmp_path / "o", check=0)
-        v, _ = sf.read(tmp_path / "o" / name / "vocals.wav", always_2d=True)
-        i, _ = sf.read(tmp_path / "o" / name / "instrumental.wav", always_2d=True)
+        v, _ = sf.read(tmp_path / "o" / "run" / name / "vocals.wav", always_2d=True)
+        i, _ = sf.read(tmp_path / "o" / "run" / name / "instrumental.wav", always_2d=True)
         assert v.shape == audio.T.shape and np.isfinite(v).all() and np.allclose(v + i, audio.T, atol=1e-6)
 
 
@@ -116,7 +116,7 @@ def test_separate_bad_inputs(checkpoint, tmp_path):
         assert_one_line_error(run_cli("separate", good, "--checkpoint", ckpt, "--out", tmp_path / "o"), 2, "checkpoint")
     assert_one_line_error(run_cli("separate", good, "--checkpoint", checkpoint, "--steps", "0", "--out", tmp_path / "o"), 2, "--steps")
     assert_one_line_error(run_cli("separate", good, "--checkpoint", checkpoint, "--segment", "0.001", "--out", tmp_path / "o"), 2, "--segment")
-    assert not (tmp_path / "o" / "g").exists()
+    assert not (tmp_path / "o" / "run" / "g").exists()
 
 
 @pytest.mark.skipif(not CLIP.exists(), reason=f"shared MUSDB18 clip not found at {CLIP}")
@@ -164,10 +164,132 @@ def test_plugin_sampler_written_outside_the_repo_separates(checkpoint, tmp_path)
     sf.write(song, _song(22050, 1).T, 22050, subtype="FLOAT")
     run_cli("separate", song, "--checkpoint", checkpoint, "--plugin", plugin, "--sampler", "x0_in_one_step",
             "--out", tmp_path / "o", check=0)
-    v, _ = sf.read(tmp_path / "o" / "p" / "vocals.wav", always_2d=True)
-    i, _ = sf.read(tmp_path / "o" / "p" / "instrumental.wav", always_2d=True)
+    v, _ = sf.read(tmp_path / "o" / "run" / "p" / "vocals.wav", always_2d=True)
+    i, _ = sf.read(tmp_path / "o" / "run" / "p" / "instrumental.wav", always_2d=True)
     mix, _ = sf.read(song, always_2d=True)
     assert np.abs(v + i - mix).max() < 1e-5 and np.abs(i).max() > 0
     p = run_cli("separate", song, "--checkpoint", checkpoint, "--sampler", "x0_in_one_stp", "--plugin", plugin,
                 "--out", tmp_path / "o2")
     assert_one_line_error(p, 2, "did you mean 'x0_in_one_step'")
+
+
+def _ffmpeg_encode(src, dst):
+    import subprocess
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), str(dst)], check=True)
+
+
+def _sum_snr(out_dir, ext, mix):
+    parts = [sf.read(out_dir / f"{n}.{ext}", dtype="float64", always_2d=True)[0] for n in ("vocals", "instrumental")]
+    total = parts[0] + parts[1]
+    n = min(len(total), len(mix))
+    return 10 * np.log10(np.sum(mix[:n] ** 2) / max(1e-12, np.sum((total[:n] - mix[:n]) ** 2)))
+
+
+def test_compressed_inputs_and_formats(checkpoint, tmp_path):
+    """mp3/ogg/opus/m4a in; wav (float: the input's depth is a codec's) and mp3 out; sums match within the format."""
+    src = tmp_path / "src.wav"
+    sf.write(src, _song(44100, 2).T, 44100, subtype="PCM_16")
+    inputs = {"mp3": tmp_path / "s_mp3.mp3", "ogg": tmp_path / "s_ogg.ogg", "opus": tmp_path / "s_opus.opus"}
+    sf.write(inputs["mp3"], _song(44100, 2).T, 44100, format="MP3")
+    sf.write(inputs["ogg"], _song(44100, 2).T, 44100, format="OGG", subtype="VORBIS")
+    sf.write(inputs["opus"], _song(48000, 2).T, 48000, format="OGG", subtype="OPUS")
+    inputs["m4a"] = tmp_path / "s_m4a.m4a"
+    _ffmpeg_encode(src, inputs["m4a"])
+    out = tmp_path / "out"
+    run_cli("separate", *inputs.values(), "--checkpoint", checkpoint, "--out", out, check=0)
+    from toolkit.audio import read
+    for kind, path in inputs.items():
+        folder = out / "run" / path.stem
+        info = sf.info(folder / "vocals.wav")
+        mix, rate, _ = read(path)
+        assert (info.subtype, info.samplerate, info.channels, info.frames) == ("FLOAT", rate, 2, mix.shape[1]), kind
+        assert _sum_snr(folder, "wav", mix.T.astype(np.float64)) > 100, kind  # float WAV: exact up to float32
+    run_cli("separate", inputs["mp3"], "--checkpoint", checkpoint, "--out", tmp_path / "mp3", "--format", "mp3", check=0)
+    folder = tmp_path / "mp3" / "run" / "s_mp3"
+    assert sf.info(folder / "vocals.mp3").format == "MP3"
+    mix, _ = sf.read(inputs["mp3"], dtype="float64", always_2d=True)
+    assert _sum_snr(folder, "mp3", mix) > 10  # two lossy encodings summed: the codec's precision, not exact
+
+
+def test_same_names_never_overwrite_and_template(checkpoint, tmp_path):
+    for sub, ext in (("a", "flac"), ("b", "wav"), ("c", "wav")):
+        (tmp_path / sub).mkdir()
+        sf.write(tmp_path / sub / f"rock.{ext}", _song(22050, 1, seed=ord(sub)).T, 22050)
+    out = tmp_path / "out"
+    p = run_cli("separate", tmp_path / "a" / "rock.flac", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint,
+                "--out", out, check=0)
+    assert "shares its name" in p.stderr
+    assert sorted(x.name for x in (out / "run").iterdir()) == ["rock.flac", "rock.wav"]
+    # same name and extension: told apart by folder
+    run_cli("separate", tmp_path / "b" / "rock.wav", tmp_path / "c" / "rock.wav", "--checkpoint", checkpoint,
+            "--out", out / "2", check=0)
+    assert sorted(x.name for x in (out / "2" / "run").iterdir()) == ["b-rock.wav", "c-rock.wav"]
+    # a template that cannot tell them apart is refused before any work
+    p = run_cli("separate", tmp_path / "a" / "rock.flac", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint,
+                "--out", out / "3", "--filename", "{stem}.{ext}")
+    assert_one_line_error(p, 2, "would both be written to")
+    assert not (out / "3").exists()
+    assert_one_line_error(run_cli("separate", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint, "--out", out / "4",
+                                  "--filename", "{track}.{ext}"), 2, "needs {stem}")
+    assert_one_line_error(run_cli("separate", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint, "--out", out / "4",
+                                  "--filename", "{trak}/{stem}.{ext}"), 2, "unknown field {trak}")
+    run_cli("separate", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint, "--out", out / "5",
+            "--filename", "{track}-{stem}.{ext}", check=0)
+    assert sorted(x.name for x in (out / "5").iterdir()) == ["rock-instrumental.wav", "rock-vocals.wav"]
+
+
+def test_a_bad_file_does_not_stop_the_batch(checkpoint, tmp_path):
+    (tmp_path / "bad.wav").write_text("not audio")
+    sf.write(tmp_path / "good.wav", _song(22050, 1).T, 22050)
+    p = run_cli("separate", tmp_path / "bad.wav", tmp_path / "good.wav", "--checkpoint", checkpoint, "--out", tmp_path / "o")
+    assert p.returncode == 2 and "bad.wav: not a readable audio file" in p.stderr
+    assert "1 of 2 files failed" in p.stderr.strip().splitlines()[-1]
+    assert (tmp_path / "o" / "run" / "good" / "vocals.wav").exists() and not (tmp_path / "o" / "run" / "bad").exists()
+
+
+@pytest.mark.skipif(not CLIP.exists(), reason=f"shared MUSDB18 clip not found at {CLIP}")
+def test_evaluate_reads_what_separate_wrote(checkpoint, tmp_path):
+    stem = CLIP / "train" / "Music Delta - 80s Rock.stem.mp4"
+    out = tmp_path / "sep"
+    run_cli("separate", stem, "--checkpoint", checkpoint, "--out", out, check=0)
+    assert (out / "run" / "Music Delta - 80s Rock" / "instrumental.wav").exists()
+    run_cli("evaluate", "--estimates", out, "--root", CLIP, "--subset", "train", check=0)
+    result = json.loads((out / "results.json").read_text())
+    assert np.isfinite(result["model"]["vocals"]["SDR"]) and np.isfinite(result["baseline"]["vocals"]["SDR"])
+    # two models' outputs side by side: the user must say which
+    run_cli("separate", stem, "--checkpoint", checkpoint, "--out", out, "--filename", "other/{track}/{stem}.{ext}", check=0)
+    p = run_cli("evaluate", "--estimates", out, "--root", CLIP, "--subset", "train", "--out", tmp_path / "e2")
+    assert_one_line_error(p, 2, "point --estimates at one of them")
+    run_cli("evaluate", "--estimates", out / "other", "--root", CLIP, "--subset", "train", "--out", tmp_path / "e3",
+            "--no-baseline", check=0)
+
+
+def test_api_layouts_integer_pcm_and_layout_mistakes(checkpoint):
+    import tracemalloc
+
+    from toolkit import Separator
+    from toolkit.errors import UserError
+
+    sep = Separator.from_checkpoint(checkpoint, seed=0)
+    audio = _song(22050, 2, seconds=0.6, seed=5)
+    v, i = sep(audio, 22050)
+    assert v.shape == i.shape == audio.shape
+    vb, ib = sep(torch.from_numpy(np.stack([audio, audio[::-1].copy()])), 22050)  # (batch, channels, samples)
+    assert vb.shape == (2, 2, audio.shape[1]) and torch.allclose(ib[0], i, atol=1e-5)
+    assert torch.allclose(vb + ib, torch.from_numpy(np.stack([audio, audio[::-1].copy()])), atol=1e-6)
+    pcm = np.round(audio * 32767).astype(np.int16)
+    vi, ii = sep(pcm, 22050)  # int16 is scaled to [-1, 1]
+    assert torch.allclose(vi + ii, torch.from_numpy(pcm.astype(np.float32) / 32768), atol=1e-6)
+    assert float(ii.abs().max()) <= 2.0
+    vm, im = sep(audio[0], 22050)  # (samples,)
+    assert vm.shape == audio[0].shape
+    ten_minutes = np.zeros((10 * 60 * 44100, 2), np.float32)  # (samples, channels): a layout mistake
+    tracemalloc.start()
+    with pytest.raises(UserError, match=r"looks like \(samples, channels\); expected \(channels, samples\).*audio\.T"):
+        sep(ten_minutes, 44100)
+    assert tracemalloc.get_traced_memory()[1] < 20 * 2 ** 20  # refused before any allocation
+    tracemalloc.stop()
+    with pytest.raises(UserError, match=r"\(batch, samples, channels\)"):
+        sep(torch.zeros(1, 4410, 2), 44100)
+    with pytest.raises(UserError, match="expected"):
+        sep(np.zeros((1, 1, 2, 10)), 44100)

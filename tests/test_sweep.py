@@ -103,3 +103,55 @@ def test_status_table_from_state_and_finished_cells(tmp_path):
     assert " done " in lines["SAMPLING_STEPS=2"] and "+1.250" in lines["SAMPLING_STEPS=2"]
     assert " lost " in lines["SAMPLING_STEPS=3"] and " pending " in lines["SAMPLING_STEPS=4"]
     assert "1 done, 1 running, 1 pending of 3 cells" in p.stdout
+
+
+def _fake_cells(out, n_pred=3, steps=(1, 5, 10, 50), filters=("none", "soft", "wiener")):
+    i = 0
+    for pred in ("eps", "v", "x0")[:n_pred]:
+        for st in steps:
+            for pf in filters:
+                cell = out / "cells" / f"c{i:02d}"
+                cell.mkdir(parents=True)
+                sdr = 1.0 + 0.5 * i / 7
+                scores = {"vocals": {"SDR": sdr, "SIR": 1.23456, "SAR": 12.5}, "accompaniment": {"SDR": -sdr, "SIR": 1.0, "SAR": 2.0}}
+                (cell / "results.json").write_text(json.dumps({
+                    "cell": cell.name, "bindings": {"PREDICTION": repr(pred), "SAMPLING_STEPS": str(st), "POST_FILTER": repr(pf)},
+                    "scores": scores, "tracks": 3, "separation_s_per_s": 0.01 * st * (1 + 0.01 * i), "training_minutes": 5.04}))
+                i += 1
+    (out / "baseline.json").write_text(json.dumps({"vocals": {"SDR": -0.85}, "accompaniment": {"SDR": 0.85}}))
+    return i
+
+
+def test_report_of_36_cells_prints_table_fixed_decimals_and_frontier(tmp_path):
+    from toolkit.sweep_report import frontier
+
+    assert _fake_cells(tmp_path) == 36
+    p = run_cli("sweep", "--report", tmp_path, check=0)
+    assert "+1.00" in p.stdout and "voc SDR" in p.stdout  # the results table, printed
+    assert max(len(line) for line in p.stdout.splitlines()) <= 80
+    md = (tmp_path / "results.md").read_text().splitlines()
+    table = [ln for ln in md if ln.startswith("|")]
+    assert table[1] == "|---|---:|---|" + "---:|" * 10  # numbers right-aligned
+    assert "| +1.00 | +1.23 | +12.50 |" in table[2] and "| 0.0100 | 5.0 | 3 |" in table[2]  # fixed decimals
+    assert (tmp_path / "sdr_vs_time.png").stat().st_size > 1000 and (tmp_path / "sdr_vs_steps.png").stat().st_size > 1000
+    assert frontier([(1, 1.0), (2, 0.5), (3, 2.0), (0.5, 0.2)]) == [(0.5, 0.2), (1, 1.0), (3, 2.0)]
+
+
+PLUGIN = '''
+from toolkit import registry
+
+@registry.register("samplers", "noise_out")
+def noise_out(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, callback=None):
+    """Returns x_T clamped to x0's range: a plugin for tests."""
+    return x_T.clamp(-1, 1)
+'''
+
+
+def test_sweep_rerun_loads_recorded_plugins(tmp_path):
+    plugin = tmp_path / "noise_out.py"
+    plugin.write_text(PLUGIN)
+    out = tmp_path / "s"
+    run_cli("sweep", QUICK, TINY, "--grid", "SAMPLER='noise_out'", "--plugin", plugin, "--out", out, check=0)
+    assert json.loads((out / "sweep.json").read_text())["plugins"] == [str(plugin.resolve())]
+    p = run_cli("sweep", QUICK, TINY, "--grid", "SAMPLER='noise_out'", "--out", out, check=0)  # no --plugin now
+    assert "loading the plugins" in p.stdout and "noise_out" in p.stdout

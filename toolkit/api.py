@@ -79,16 +79,67 @@ class Separator:
         return cls(engine, {**meta, "step": state.get("step")})
 
     def __call__(self, audio, sample_rate: int, progress: Callable | None = None):
-        """audio: (channels, samples) or (samples,) tensor/array -> (vocals, instrumental) tensors, same shape."""
-        is_tensor = isinstance(audio, torch.Tensor)
-        arr = audio.detach().cpu().float().numpy() if is_tensor else np.asarray(audio, dtype=np.float32)
-        squeeze = arr.ndim == 1
-        if squeeze:
-            arr = arr[None]
-        vocals, instrumental = separate_array(self.engine, arr, int(sample_rate), on_chunk=progress)
-        if squeeze:
+        """audio: (channels, samples), (batch, channels, samples) or (samples,) -> (vocals, instrumental), same shape.
+
+        Tensors or arrays; integer PCM is scaled to [-1, 1]. A
+        ``(samples, channels)`` array is refused before anything is
+        allocated (pass ``audio.T``).
+        """
+        batch, layout = as_batch(audio)
+        pairs = [separate_array(self.engine, item, int(sample_rate), on_chunk=progress) for item in batch]
+        vocals = np.stack([v for v, _ in pairs])
+        instrumental = np.stack([i for _, i in pairs])
+        if layout == "samples":
+            vocals, instrumental = vocals[0, 0], instrumental[0, 0]
+        elif layout == "channels samples":
             vocals, instrumental = vocals[0], instrumental[0]
         return torch.from_numpy(vocals), torch.from_numpy(instrumental)
+
+
+# More channels than this on the channel axis is a (samples, channels) array, not a recording.
+MAX_CHANNELS = 16
+_LAYOUTS = {1: "samples", 2: "channels samples", 3: "batch channels samples"}
+
+
+def as_batch(audio) -> tuple[np.ndarray, str]:
+    """``(audio: (batch, channels, samples) float32, layout as given)``; the layout checked before any copy.
+
+    Integer PCM is divided by its full scale (int16 by 32768, uint8
+    centred on 128), so every input lands in [-1, 1].
+    """
+    if not isinstance(audio, (torch.Tensor, np.ndarray)):
+        audio = np.asarray(audio)
+    shape = tuple(audio.shape)
+    layout = _LAYOUTS.get(len(shape))
+    if layout is None:
+        raise UserError(f"audio of shape {shape}: expected (channels, samples), (batch, channels, samples) or (samples,)")
+    if len(shape) >= 2 and shape[-2] > MAX_CHANNELS:
+        flipped = "(batch, samples, channels)" if len(shape) == 3 else "(samples, channels)"
+        fix = "audio.transpose(1, 2)" if len(shape) == 3 else "audio.T"
+        raise UserError(f"audio of shape {shape} has {shape[-2]} channels: it looks like {flipped}; "
+                        f"expected (channels, samples) or (batch, channels, samples): pass {fix}")
+    if 0 in shape:
+        raise UserError(f"audio of shape {shape} is empty: expected (channels, samples) with samples > 0")
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu()
+        audio = audio.numpy() if audio.dtype != torch.bfloat16 else audio.float().numpy()
+    audio = _to_float(audio)
+    if len(shape) == 1:
+        audio = audio[None, None]
+    elif len(shape) == 2:
+        audio = audio[None]
+    return audio, layout
+
+
+def _to_float(audio: np.ndarray) -> np.ndarray:
+    if audio.dtype == np.bool_ or not np.issubdtype(audio.dtype, np.number) or np.iscomplexobj(audio):
+        raise UserError(f"audio of dtype {audio.dtype}: expected float or integer PCM samples")
+    if np.issubdtype(audio.dtype, np.unsignedinteger):
+        half = float(np.iinfo(audio.dtype).max // 2 + 1)
+        return ((audio.astype(np.float64) - half) / half).astype(np.float32)
+    if np.issubdtype(audio.dtype, np.integer):
+        return (audio.astype(np.float32) / float(-np.iinfo(audio.dtype).min)).astype(np.float32)
+    return np.asarray(audio, dtype=np.float32)
 
 
 def _mismatch(exc: Exception) -> str:

@@ -33,7 +33,8 @@ _EXTENSION_FORMATS = {
     ".w64": "W64", ".rf64": "RF64",
 }
 SOUNDFILE_EXTENSIONS = tuple(ext for ext, fmt in _EXTENSION_FORMATS.items() if fmt in sf.available_formats())
-FFMPEG_EXTENSIONS = (".mp4", ".m4a")  # decoded by stempeg/ffmpeg; MUSDB18 stems are .stem.mp4
+# decoded by stempeg/ffmpeg; MUSDB18 stems are .stem.mp4
+FFMPEG_EXTENSIONS = (".mp4", ".m4a", ".aac", ".wma", ".webm", ".mka", ".m4b")
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS + FFMPEG_EXTENSIONS
 
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
@@ -152,14 +153,17 @@ def subtype_for(info: AudioInfo, format: str = "WAV") -> str:
 
     PCM_16 stays PCM_16 and FLOAT stays FLOAT when ``format`` allows it;
     PCM deeper than ``format`` can hold drops to its deepest PCM (PCM_32
-    as FLAC: PCM_24). Other sources (FLOAT into FLAC, MP3/Vorbis/AAC,
+    as FLAC: PCM_24). Other sources (FLOAT into FLAC, MP3/Vorbis/Opus/AAC,
     whose decoding gave floats) get FLOAT where ``format`` has it, else its
-    deepest PCM, else its default.
+    deepest PCM, else its default; MP3 output is always MPEG Layer III.
     """
     fmt = format.upper()
-    if sf.check_format(fmt, info.subtype):
-        return info.subtype
     available = sf.available_subtypes(fmt)
+    if fmt == "MP3":
+        return "MPEG_LAYER_III"
+    # only sample formats are kept: a codec (MPEG_LAYER_III, VORBIS) is not a depth, even where WAV can hold it
+    if (info.subtype.startswith("PCM_") or info.subtype in _FLOAT_SUBTYPES) and sf.check_format(fmt, info.subtype):
+        return info.subtype
     depths = sorted(int(name[4:]) for name in available if name.startswith("PCM_") and name[4:].isdigit())
     if info.subtype.startswith("PCM_") and info.subtype[4:].isdigit():
         fitting = [d for d in depths if d <= int(info.subtype[4:])]

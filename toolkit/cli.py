@@ -26,6 +26,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UserError(f"{self.prog}: {message}; see `{self.prog} --help`")
 
+    def add_argument(self, *args, **kwargs):
+        """Help shows each option's default, unless the text already says it or there is none to show."""
+        action = super().add_argument(*args, **kwargs)
+        text, default = action.help or "", action.default
+        nothing = default is None or default is False or default == [] or default is argparse.SUPPRESS
+        if action.option_strings and not nothing and action.help is not argparse.SUPPRESS and "default" not in text:
+            action.help = f"{text} (default: %(default)s)".lstrip()
+        return action
+
 
 def common_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import gin
 
-from . import experiment, registry  # noqa: F401  (experiment: the core's own configurables Experiment, Sweep, TrainConfig)
+from . import experiment, gin_check, registry  # noqa: F401  (experiment: the core's own configurables Experiment, Sweep, TrainConfig)
 from .errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -100,6 +100,7 @@ def load_plugins(plugins: Iterable[str] = ()) -> None:
 def parse(files: Sequence[str | Path], bindings: Sequence[str] = (), plugins: Iterable[str] = (), finalize: bool = True) -> None:
     """Clear gin, load plugins, then parse ``files`` and ``bindings`` (later ones win)."""
     load_plugins(plugins)
+    gin_check.check_quoting(bindings)
     gin.clear_config()
     for f in files:
         path = Path(f)
@@ -117,6 +118,7 @@ def parse(files: Sequence[str | Path], bindings: Sequence[str] = (), plugins: It
         raise UserError(f"gin import failed: cannot import '{exc.name}'; check the `import` line or pass --plugin FILE.py") from exc
     except IOError as exc:
         raise UserError(f"gin include failed: {exc}; includes are resolved relative to the gin file and the repo root") from exc
+    gin_check.check_unread_macros(gin.config_str(), bindings)
 
 
 def operative_config() -> str:

@@ -1,8 +1,9 @@
 """Separate audio files on disk, streaming: memory does not grow with the track's length.
 
-For each input, ``OUT/<name>/vocals.<ext>`` and ``OUT/<name>/instrumental.<ext>``
-are written at the input's own rate, channel count, length and bit depth,
-through temp files renamed at the end (a kill leaves no half-written file).
+For each input, vocals and instrumental are written where
+:mod:`toolkit.output_names` says, at the input's own rate, channel count,
+length and bit depth (float for compressed inputs), through temp files
+renamed at the end (a kill leaves no half-written file).
 """
 from __future__ import annotations
 
@@ -54,25 +55,21 @@ def open_input(path: Path):
     return reader, info.frames, info.sample_rate, info, handle.close
 
 
-def separate_file(engine: Engine, path: Path, out_dir: Path, fmt: str = "wav",
+def separate_file(engine: Engine, path: Path, targets: dict[str, Path], fmt: str = "wav",
                   on_chunk: Callable[[int, int], None] | None = None) -> tuple[Path, Path]:
+    """Write ``targets["vocals"]`` and ``targets["instrumental"]`` (from :func:`output_names.output_paths`)."""
     reader, total, rate, info, close = open_input(Path(path))
-    name = Path(path).name
-    for suffix in (".stem.mp4",) + tuple(Path(path).suffixes[-1:]):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    target = Path(out_dir) / name
     fmt_up = fmt.upper()
     subtype = subtype_for(info, fmt_up)
-    paths = (target / f"vocals.{fmt}", target / f"instrumental.{fmt}")
-    created = not target.exists()
+    paths = (Path(targets["vocals"]), Path(targets["instrumental"]))
+    # folders this file creates: a failed or interrupted file leaves nothing behind, not even them
+    created = sorted({d for p in paths for d in p.parents if not d.exists()}, key=lambda d: len(d.parts), reverse=True)
     try:
         with contextlib.ExitStack() as stack:
             tmps = [stack.enter_context(atomic_path(p)) for p in paths]
             writers = [stack.enter_context(sf.SoundFile(str(t), "w", samplerate=rate, channels=info.channels,
                                                         subtype=subtype, format=fmt_up)) for t in tmps]
-            pcm = not subtype.startswith(("FLOAT", "DOUBLE"))
+            pcm = not subtype.startswith(("FLOAT", "DOUBLE"))  # integer and lossy formats saturate at full scale
             for start, inst in separate_stream(engine, reader, total, rate, on_chunk):
                 mix = reader(start, inst.shape[1])
                 vocals = mix - inst
@@ -83,9 +80,9 @@ def separate_file(engine: Engine, path: Path, out_dir: Path, fmt: str = "wav",
             for w in writers:
                 w.close()
     except BaseException:
-        if created:  # a failed or interrupted file leaves nothing behind, not even its folder
+        for folder in created:
             with contextlib.suppress(OSError):
-                target.rmdir()
+                folder.rmdir()
         raise
     finally:
         close()

@@ -24,7 +24,7 @@ from pathlib import Path
 import gin
 from rich.console import Console
 
-from . import checkpoint, config, parts
+from . import checkpoint, config, parts, registry
 from .api import Separator
 from .evaluate import evaluate_tracks
 from .errors import UserError
@@ -152,6 +152,7 @@ def plan(files, grid_args, fixed, plugins, out) -> SweepSpec:
     for arg in grid_args:
         name, values = parse_grid_arg(arg)
         grid[name] = values
+    check_grid_macros(files, fixed, plugins, grid)
     cells = []
     for bindings in expand(grid):
         train_b = {k: v for k, v in bindings.items() if not SAMPLING_ONLY.match(k)}
@@ -167,6 +168,23 @@ def plan(files, grid_args, fixed, plugins, out) -> SweepSpec:
         finally:
             gin.clear_config()
     return spec
+
+
+def check_grid_macros(files, fixed, plugins, grid: dict) -> None:
+    """Refuse a grid axis on a macro the base config never reads: its cells would all train the same model."""
+    macros = [name for name in grid if "." not in name and "/" not in name]
+    if not macros:
+        return
+    config.parse(files, fixed, plugins)
+    try:
+        text = config.config_str()
+    finally:
+        gin.clear_config()
+    read = set(re.findall(r"%([A-Za-z_][\w.]*)", text))
+    for name in macros:
+        if name not in read:
+            raise UserError(f"--grid {name}: no binding reads macro {name};{registry.suggest(name, sorted(read))} "
+                            f"macros this config reads: {', '.join(sorted(read))}")
 
 
 def train_bindings(spec: SweepSpec, cell: Cell) -> list[str]:

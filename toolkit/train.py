@@ -445,7 +445,8 @@ class Trainer:
                     self.preview_fn(self.ema.model, self.step, self.logger)
                 if cfg.max_minutes and timer.minutes() >= cfg.max_minutes and self.step < cfg.steps:
                     budget_hit = True
-                    self.console.print(f"[yellow]time budget of {cfg.max_minutes} min reached at step {self.step}/{cfg.steps}")
+                    self.console.print(f"[yellow]time budget of {cfg.max_minutes} min reached at step {self.step}/{cfg.steps}: "
+                                       "stopped early (TrainConfig.max_minutes / --max-minutes); the result depends on this machine's speed")
                     break
         self.save()
         return {"steps": self.step, "steps_this_session": self.step - start_step, "minutes": timer.minutes(),

@@ -9,7 +9,8 @@ def add_parser(sub, parent):
     p = sub.add_parser("evaluate", parents=[parent], help="separate and score a MUSDB18 root with museval")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a checkpoint written by `toolkit run`")
-    src.add_argument("--estimates", help="score existing estimates: DIR/<subset>/<track>/{vocals,accompaniment}.wav")
+    src.add_argument("--estimates", help="score existing estimates: what `toolkit separate --out DIR` wrote (DIR/<model>/<track>/), "
+                          "or museval's DIR/<subset>/<track>/{vocals,accompaniment}.wav")
     p.add_argument("--root", help="MUSDB18 root (default: $MUSDB_PATH)")
     p.add_argument("--subset", default="test", choices=("train", "test"))
     p.add_argument("--tracks", nargs="+", metavar="NAME", help="only these tracks")
@@ -27,7 +28,6 @@ def main(args) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from ..audio import read
     from ..data import open_db, resolve_root
     from ..errors import UserError
     from ..evaluate import evaluate_tracks, results_markdown, results_table, vocal_sdr_gain
@@ -50,17 +50,12 @@ def main(args) -> int:
     check_writable_dir(out)
 
     if args.estimates:
+        from ..estimates import read_estimates
+
         est_root = Path(args.estimates)
 
         def separate(mixture, rate, track):
-            folder = est_root / track.subset / track.name
-            if not folder.is_dir():
-                raise UserError(f"{folder}: no estimates for track '{track.name}'; expected vocals.wav and accompaniment.wav there")
-            vocals, r1, _ = read(folder / "vocals.wav")
-            acc, r2, _ = read(folder / "accompaniment.wav")
-            if r1 != rate or r2 != rate:
-                raise UserError(f"{folder}: estimates at {r1}/{r2} Hz, the track is {rate} Hz; resample them to {rate} Hz")
-            return vocals, acc
+            return read_estimates(est_root, track.subset, track.name, rate, mixture.shape[1])
 
         save_estimates = False
     else:

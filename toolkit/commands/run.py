@@ -9,11 +9,21 @@ def add_parser(sub, parent):
                    help="a gin binding, e.g. \"SCHEDULE='cosine'\" or TRAIN_STEPS=100; repeatable")
     p.add_argument("--out", help="run directory (default: runs/<name>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in --out")
+    p.add_argument("--max-minutes", type=float, metavar="M",
+                   help="stop training after M minutes of training, saying so (the result then depends on the "
+                        "machine's speed; default: the gin file's TrainConfig.max_minutes)")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
     from ..runner import run
 
-    run(args.gin_file, args.gin_param, args.plugin, out=args.out, resume=args.resume)
+    from ..errors import UserError
+
+    bindings = list(args.gin_param)
+    if args.max_minutes is not None:
+        if not args.max_minutes > 0:
+            raise UserError(f"--max-minutes {args.max_minutes}: must be > 0 (leave it out for no time limit)")
+        bindings.append(f"TrainConfig.max_minutes = {args.max_minutes!r}")
+    run(args.gin_file, bindings, args.plugin, out=args.out, resume=args.resume)
     return 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .. import registry, sweep
+from .. import config, registry, sweep
 from ..errors import UserError
 from ..io_utils import atomic_write_text
 from ..launch.failures import failures_markdown, write_failures
@@ -15,7 +15,7 @@ from ..launch.params import make_launcher
 from ..launch.state import SweepState
 from ..launch.status import status_table
 from ..paths import check_writable_dir
-from ..sweep_report import write_report
+from ..sweep_report import summary_table, write_report
 
 
 def main(args) -> int:
@@ -29,7 +29,8 @@ def main(args) -> int:
     launcher = make_launcher(args.launcher, args.launcher_param)  # bad names fail before any planning
     out = Path(args.out or Path("sweeps") / Path(args.gin_file[0]).stem)
     check_writable_dir(out)
-    spec = sweep.plan(args.gin_file, args.grid, args.gin_param, args.plugin, out)
+    plugins = with_recorded_plugins(out, args.plugin, console)
+    spec = sweep.plan(args.gin_file, args.grid, args.gin_param, plugins, out)
     with submitter_lock(out):
         sweep.save_manifest(spec)
         state = SweepState.load(out)
@@ -45,6 +46,20 @@ def main(args) -> int:
                       f"see {out / 'failures.json'} and `toolkit sweep --status {out}`")
         return 1
     return 0
+
+
+def with_recorded_plugins(out: Path, given, console) -> list[str]:
+    """The plugins ``DIR/sweep.json`` recorded, then those given now: a re-run needs no ``--plugin`` again.
+
+    Plugin files are recorded by absolute path, so a re-run from another folder finds them.
+    """
+    given = [str(Path(p).resolve()) if p.endswith(".py") and Path(p).is_file() else p for p in given]
+    manifest = out / "sweep.json"
+    recorded = json.loads(manifest.read_text()).get("plugins", []) if manifest.is_file() else []
+    extra = [p for p in recorded if p not in given]
+    if extra:
+        console.print(f"loading the plugins {manifest} records: {', '.join(extra)}", highlight=False, soft_wrap=True)
+    return [*extra, *given]
 
 
 def _job_alive_fn(state):
@@ -78,6 +93,7 @@ def _write_report(out: Path, base, failures, console) -> None:
     if failures:  # sweep_report knows finished cells only: add the failed ones to results.md
         md = out / "results.md"
         atomic_write_text(md, md.read_text() + failures_markdown(failures))
+    console.print(summary_table(out))
     console.print(f"[bold]{info['cells']} cells[/] -> {out / 'results.csv'}, {out / 'results.md'}; plots: {', '.join(info['plots'])}")
 
 
@@ -87,12 +103,17 @@ def _report(out: Path, console) -> int:
         _write_report(out, None, failures, console)
     else:
         info = write_report(out)
+        console.print(summary_table(out))
         console.print(f"{info['cells']} cells -> {out / 'results.md'}; plots: {', '.join(info['plots'])}")
     return 0
 
 
 def _status(out: Path, console) -> int:
     spec = sweep.load_manifest(out)
+    try:
+        config.load_plugins(spec.plugins)  # a plugin launcher can then say whether its jobs still run
+    except UserError as exc:
+        console.print(f"[yellow]{exc}; showing the recorded states", highlight=False)
     state = SweepState.load(out)
     submitter = submitter_running(out)
     table = status_table(spec, state, _job_alive_fn(state), submitter)
