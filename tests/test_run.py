@@ -68,8 +68,10 @@ def _max_rel_diff(a, b):
     return max(((a[k].float() - b[k].float()).abs().max() / (b[k].float().abs().max() + 1e-12)).item() for k in a)
 
 
-def test_sigkill_and_resume_matches_uninterrupted(tmp_path):
-    args = ["--gin_param", "TRAIN_STEPS=10", "--gin_param", "CHECKPOINT_EVERY=1"]
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_and_resume_matches_uninterrupted(workers, tmp_path):
+    args = ["--gin_param", "TRAIN_STEPS=10", "--gin_param", "CHECKPOINT_EVERY=1",
+            "--gin_param", f"TrainConfig.num_workers={workers}"]
     ref = tmp_path / "ref"
     run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, *args, "--out", ref, check=0)
 
