@@ -147,6 +147,15 @@ def _check_wav_track(folder: Path) -> None:
                             f"re-create or re-download it")
 
 
+def _first_unprobeable(files: list[Path]) -> Path | None:
+    for path in files:
+        try:
+            stempeg.Info(str(path))
+        except Exception:  # ffprobe failures come in many types
+            return path
+    return None
+
+
 def open_db(root=None, subset: str = "train", split: str | None = None, is_wav: bool | None = None):
     """A ``musdb.DB`` of one subset; ``split`` ('train'/'valid', train subset only) per :func:`split_tracks`.
 
@@ -172,6 +181,9 @@ def open_db(root=None, subset: str = "train", split: str | None = None, is_wav: 
     try:
         db = musdb.DB(root=str(root), subsets=subset, is_wav=is_wav)
     except Exception as exc:  # ffprobe and friends: say where
+        bad = None if is_wav else _first_unprobeable(found)
+        if bad is not None:
+            raise UserError(_corrupt(bad, "ffprobe cannot read it")) from exc
         raise UserError(f"cannot read the MUSDB18 tracks in {folder}: {exc}; check the files") from exc
     # musdb also walks nested folders and takes every folder for a track: keep the ones checked above
     names = {p.name if is_wav else p.name[: -len(".stem.mp4")] for p in found}
@@ -344,36 +356,36 @@ def prepare_cache(tracks, sample_rate: int | None, channels: int | None, cache_d
     ``progress(done, total, name)`` is called after each track. A track that
     cannot be decoded leaves nothing in the cache.
     """
-    refs = [track_ref(t) for t in tracks]
-    loader = torch.utils.data.DataLoader(_CacheJobs(refs, sample_rate, channels, str(cache_dir)), batch_size=None,
+    tracks = list(tracks)
+    loader = torch.utils.data.DataLoader(_CacheJobs(tracks, sample_rate, channels, str(cache_dir)), batch_size=None,
                                          num_workers=workers)
     failures = []
     for done, (name, error) in enumerate(loader, 1):
         if error:
             failures.append(error)
         if progress is not None:
-            progress(done, len(refs), name)
+            progress(done, len(tracks), name)
     return failures
 
 
 class _CacheJobs(torch.utils.data.Dataset):
     """Item i decodes track i into the cache: ``(name, "" or the error line)``."""
 
-    def __init__(self, refs, sample_rate, channels, cache_dir):
-        self.refs, self.sample_rate, self.channels, self.cache_dir = refs, sample_rate, channels, cache_dir
+    def __init__(self, tracks, sample_rate, channels, cache_dir):
+        self.tracks, self.sample_rate, self.channels, self.cache_dir = tracks, sample_rate, channels, cache_dir
 
     def __len__(self) -> int:
-        return len(self.refs)
+        return len(self.tracks)
 
     def __getitem__(self, i: int) -> tuple[str, str]:
-        ref = self.refs[i]
+        track = self.tracks[i]
         try:
-            track_stems(ref, self.sample_rate, self.cache_dir, self.channels)
+            track_stems(track, self.sample_rate, self.cache_dir, self.channels)
         except UserError as exc:
-            return ref.name, str(exc)
+            return track.name, str(exc).splitlines()[0]
         finally:
             _MEMORY.clear()  # preparing holds nothing: the training reads the memory-mapped files
-        return ref.name, ""
+        return track.name, ""
 
 
 def load_track(track, cache_dir=None, sample_rate: int | None = None) -> dict[str, np.ndarray]:

@@ -23,9 +23,9 @@ from toolkit.paths import cache_dir
 from toolkit.segments import SegmentDataset
 
 from .songs import render_track
-from .tree import SPLIT_IDS, STYLE_IDS, STYLES, SUBTYPES, manifest, prepare_out, track_name, write_track
+from .tree import SPLIT_IDS, STYLE_IDS, STYLES, SUBTYPES, manifest, prepare_out, to_stem_mp4, track_name, write_track
 
-__all__ = ["STYLES", "SUBTYPES", "Synthetic", "generated_root", "render_track", "synthesize", "track_name"]
+__all__ = ["STYLES", "SUBTYPES", "Synthetic", "generated_root", "render_track", "synthesize", "to_stem_mp4", "track_name"]
 
 Progress = Callable[[int, int, str], None]
 
