@@ -38,10 +38,10 @@ import yaml
 from einops import rearrange
 from rich.table import Table
 
+from . import paths
 from .audio import resample, to_channels
 from .errors import UserError
 from .io_utils import atomic_path, exclusive_lock
-from . import paths
 
 STEMS = ("mixture", "drums", "bass", "other", "vocals")  # musdb stem_ids order
 SOURCES = ("drums", "bass", "other", "vocals")

@@ -175,7 +175,7 @@ def _run(stop, files, bindings, plugins, out, resume, console, data=None) -> dic
         atomic_write_text(out / "operative_config.gin", operative)
     summary = {"run_dir": str(out), "machine": info, "precision": precision, "parameters": n_params,
                "data": {"dataset": records["dataset"]["name"], "root": str(train_set.root),
-                        "source": data_source["source"] if data_source else "gin"}}
+                        "source": data_source["source"] if data_source else "experiment"}}
     try:
         fit = trainer.fit(stop)
     except (Interrupted, KeyboardInterrupt):
