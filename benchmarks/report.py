@@ -66,6 +66,16 @@ RATIOS = (
     Ratio("loader_vs_train_consumption", (TRAIN, "test_load_cached_segments"),
           lambda bs: _per_second(bs["test_load_cached_segments"], "segments") / _per_second(bs[TRAIN], "batch"),
           (">=", 5.0), "segments/s the cached loader delivers / segments/s a train step consumes"),
+    Ratio("loader_warm_vs_base_train_consumption",
+          ("test_train_step_base_model", "test_loader_warm[wav-w2]", "test_loader_warm[stem_mp4-w2]"),
+          lambda bs: min(_per_second(bs[f"test_loader_warm[{form}-w2]"], "segments") for form in ("wav", "stem_mp4"))
+          / _per_second(bs["test_train_step_base_model"], "batch"),
+          (">=", 10.0), "segments/s of the warm disk cache with 2 workers (full-length songs, the slower form) / "
+                        "segments/s the base model's train step consumes on this machine"),
+    *(Ratio(f"loader_cold_workers_speedup_{form}", (f"test_loader_cold[{form}-w0]", f"test_loader_cold[{form}-w2]"),
+            _time_ratio(f"test_loader_cold[{form}-w0]", f"test_loader_cold[{form}-w2]"),
+            (">=", 1.7), f"first pass from an empty cache ({form} songs): segments/s with 2 workers / with 0")
+      for form in ("wav", "stem_mp4")),
     Ratio("separate_rtf", ("test_separate_clip",),
           lambda bs: _median(bs["test_separate_clip"]) / float(bs["test_separate_clip"]["extra_info"]["clip_seconds"]),
           None, "seconds of compute per second of audio, whole-clip separation"),

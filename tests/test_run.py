@@ -1,10 +1,12 @@
 """Training runs: every experiment builds and trains a tiny step; exact resume; safety."""
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import gin
 import pytest
@@ -19,13 +21,19 @@ RUNNABLE = [e for e in EXPERIMENTS if not e.name.startswith("ablation")]
 
 @pytest.mark.parametrize("gin_file", EXPERIMENTS, ids=lambda p: p.name)
 def test_every_experiment_parses_and_builds(gin_file):
-    from toolkit import config
+    from toolkit import config, parts
     from toolkit.runner import build_experiment
 
     config.parse([gin_file])
     try:
         exp = build_experiment()
         assert exp.train.steps >= 1
+        # every part, at the size the file sets, from the data settings it binds (no data read)
+        data = SimpleNamespace(root="ROOT", channels=gin.query_parameter(f"datasets.{exp.dataset}.channels"),
+                               sample_rate=config.macro("SAMPLE_RATE"), segment_seconds=config.macro("SEGMENT_SECONDS"))
+        built = parts.build_parts(parts.experiment_records(exp, data))
+        assert built.loss_fn is not None and sum(p.numel() for p in built.net.parameters()) > 0
+        built.engine(built.net, device=torch.device("cpu"), precision="fp32")
     finally:
         gin.clear_config()
 
@@ -68,8 +76,10 @@ def _max_rel_diff(a, b):
     return max(((a[k].float() - b[k].float()).abs().max() / (b[k].float().abs().max() + 1e-12)).item() for k in a)
 
 
-def test_sigkill_and_resume_matches_uninterrupted(tmp_path):
-    args = ["--gin_param", "TRAIN_STEPS=10", "--gin_param", "CHECKPOINT_EVERY=1"]
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_and_resume_matches_uninterrupted(workers, tmp_path):
+    args = ["--gin_param", "TRAIN_STEPS=10", "--gin_param", "CHECKPOINT_EVERY=1",
+            "--gin_param", f"TrainConfig.num_workers={workers}"]
     ref = tmp_path / "ref"
     run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, *args, "--out", ref, check=0)
 
@@ -205,3 +215,30 @@ def test_each_prediction_target_trains_records_and_separates(prediction, tmp_pat
     audio = np.random.default_rng(0).standard_normal((1, 11025)).astype(np.float32) * 0.1
     vocals, inst = sep(audio, 22050)
     assert torch.isfinite(vocals).all() and torch.allclose(vocals + inst, torch.from_numpy(audio), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_roots(tmp_path_factory):
+    """Two train songs and one 2-s test song, as MUSDB18-HQ wav and as MUSDB18 stem mp4."""
+    from plugins.datasets import synthetic as synth
+
+    base = tmp_path_factory.mktemp("tiny")
+    wav = synth.synthesize(base / "wav", tracks=2, test_tracks=1, seconds=2.0, seed=5)
+    return {"wav": wav, "stem mp4": synth.to_stem_mp4(wav, base / "mp4")}
+
+
+@pytest.mark.parametrize("form", ["wav", "stem mp4"])
+def test_base_config_trains_separates_and_evaluates_at_full_size(form, tiny_roots, tmp_path):
+    """experiments/diffmsst_base.gin as shipped (model, rate, workers, disk cache), shortened only in steps,
+    batch, segment length and sampling steps."""
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    run_cli("run", REPO / "experiments" / "diffmsst_base.gin", "--data", tiny_roots[form], "--out", out,
+            "--gin_param", "TRAIN_STEPS=2", "--gin_param", "BATCH_SIZE=1", "--gin_param", "SEGMENT_SECONDS=1.0",
+            "--gin_param", "SAMPLING_STEPS=1", "--gin_param", "CHECKPOINT_EVERY=0",
+            "--gin_param", "Experiment.loggers=[]", env={"TOOLKIT_CACHE": str(cache)}, check=0)
+    run = json.loads((out / "run.json").read_text())
+    assert run["training"]["steps"] == 2 and run["parameters"] > 15e6  # the base U-Net
+    assert run["data"]["root"] == str(tiny_roots[form])
+    assert run["evaluation"]["test"]["tracks"] == 1 and run["evaluation"]["test"]["seconds_audio"] == pytest.approx(2.0, abs=0.1)
+    assert (out / "eval" / "test").is_dir()
+    assert len(list((cache / "audio").glob("*.npy"))) == 2  # the base config reads both train songs from the disk cache

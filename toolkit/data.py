@@ -12,8 +12,9 @@ sorted by name form ``valid``, the rest ``train``. See :func:`split_tracks`.
 
 Audio is decoded once per process (an LRU dict, bounded by
 ``TOOLKIT_AUDIO_CACHE_MB``, default 2048) and, with ``cache_dir``, once per
-machine: a ``.npy`` per track keyed by its paths, sizes, mtimes and sample
-rate, memory-mapped on later loads so that later epochs read no mp4.
+machine: a ``.npy`` per track keyed by its paths, sizes, mtimes, sample rate
+and channels, memory-mapped on later loads so that later epochs read no mp4
+(:func:`prepare_cache` fills it ahead, ``toolkit data prepare``).
 
 For evaluation, :func:`iter_tracks` yields ``(name, full-track arrays)``; for
 training, :class:`toolkit.segments.SegmentDataset` yields segments.
@@ -37,9 +38,10 @@ import yaml
 from einops import rearrange
 from rich.table import Table
 
-from .audio import resample
+from . import paths
+from .audio import resample, to_channels
 from .errors import UserError
-from .io_utils import atomic_path
+from .io_utils import atomic_path, exclusive_lock
 
 STEMS = ("mixture", "drums", "bass", "other", "vocals")  # musdb stem_ids order
 SOURCES = ("drums", "bass", "other", "vocals")
@@ -145,6 +147,15 @@ def _check_wav_track(folder: Path) -> None:
                             f"re-create or re-download it")
 
 
+def _first_unprobeable(files: list[Path]) -> Path | None:
+    for path in files:
+        try:
+            stempeg.Info(str(path))
+        except Exception:  # ffprobe failures come in many types
+            return path
+    return None
+
+
 def open_db(root=None, subset: str = "train", split: str | None = None, is_wav: bool | None = None):
     """A ``musdb.DB`` of one subset; ``split`` ('train'/'valid', train subset only) per :func:`split_tracks`.
 
@@ -170,6 +181,9 @@ def open_db(root=None, subset: str = "train", split: str | None = None, is_wav: 
     try:
         db = musdb.DB(root=str(root), subsets=subset, is_wav=is_wav)
     except Exception as exc:  # ffprobe and friends: say where
+        bad = None if is_wav else _first_unprobeable(found)
+        if bad is not None:
+            raise UserError(_corrupt(bad, "ffprobe cannot read it")) from exc
         raise UserError(f"cannot read the MUSDB18 tracks in {folder}: {exc}; check the files") from exc
     # musdb also walks nested folders and takes every folder for a track: keep the ones checked above
     names = {p.name if is_wav else p.name[: -len(".stem.mp4")] for p in found}
@@ -210,8 +224,15 @@ def track_ref(track) -> TrackRef:
         paths = tuple(str(folder / f"{stem}.wav") for stem in STEMS)
         info = sf.info(paths[0])
         return TrackRef(track.name, track.subset, True, paths, int(info.frames), int(info.samplerate), int(info.channels))
-    return TrackRef(track.name, track.subset, False, (str(track.path),), int(track.samples), int(track.rate),
-                    int(track.info.channels(0)))
+    try:
+        streams, frames, rate, channels = (track.info.nb_audio_streams, int(track.samples), int(track.rate),
+                                           int(track.info.channels(0)))
+    except Exception as exc:  # ffprobe failures come in many types
+        raise UserError(_corrupt(track.path, exc)) from None
+    if streams < len(STEMS):
+        raise UserError(f"{track.path} has {streams} streams, a MUSDB18 .stem.mp4 needs {len(STEMS)} "
+                        f"({', '.join(STEMS)}); re-download it")
+    return TrackRef(track.name, track.subset, False, (str(track.path),), frames, rate, channels)
 
 
 # ---------------------------------------------------------------- audio cache
@@ -233,7 +254,15 @@ def clear_memory_cache() -> None:
     _MEMORY.clear()
 
 
-def _cache_key(ref: TrackRef, sample_rate: int) -> tuple:
+CACHE_FORMAT = 2  # bump when the layout of cached arrays changes: old entries are then rebuilt
+
+
+def default_cache_dir() -> Path:
+    """Where decoded stems are cached on disk by default: ``<toolkit cache>/audio``."""
+    return paths.cache_dir() / "audio"
+
+
+def _cache_key(ref: TrackRef, sample_rate: int, channels: int | None = None) -> tuple:
     stats = []
     for path in ref.paths:
         try:
@@ -241,7 +270,20 @@ def _cache_key(ref: TrackRef, sample_rate: int) -> tuple:
         except OSError:
             raise UserError(f"track file {path} disappeared; re-create the root or point to another one") from None
         stats.append((path, st.st_size, st.st_mtime_ns))
-    return (tuple(stats), int(sample_rate))
+    key = (tuple(stats), int(sample_rate))
+    return key if channels is None else (*key, int(channels), CACHE_FORMAT)
+
+
+def cache_file(track, sample_rate: int | None, cache_dir, channels: int | None = None) -> Path:
+    """The ``.npy`` that caches ``track_stems(track, sample_rate, cache_dir, channels)``.
+
+    Its name holds a digest of the track's paths, sizes and mtimes, the rate and
+    the channels, so a changed file or setting gets a new entry.
+    """
+    ref = track_ref(track)
+    key = _cache_key(ref, ref.rate if sample_rate is None else int(sample_rate), channels)
+    digest = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', ref.name)[:80]}-{digest}.npy"
 
 
 def _remember(key, stems: np.ndarray) -> None:
@@ -255,38 +297,95 @@ def _remember(key, stems: np.ndarray) -> None:
         _MEMORY.popitem(last=False)
 
 
-def track_stems(track, sample_rate: int | None = None, cache_dir=None) -> np.ndarray:
+def _load_cached(disk: Path):
+    if disk.is_file():
+        try:
+            return np.load(disk, mmap_mode="r")
+        except (OSError, ValueError):
+            pass  # a damaged cache file: decode again and overwrite it
+    return None
+
+
+def track_stems(track, sample_rate: int | None = None, cache_dir=None, channels: int | None = None) -> np.ndarray:
     """All stems of a track, read-only: ``(5, samples, channels)`` float32 in ``STEMS`` order.
 
     ``sample_rate=None`` keeps the file's rate; otherwise resampled (torchaudio).
+    ``channels=None`` keeps the file's channels, 1 averages them, 2 repeats mono.
+    With ``cache_dir`` the array is memory-mapped from an ``.npy`` there,
+    decoded by one process at a time (a file lock per entry) and written
+    atomically, so parallel readers never see a torn entry.
     """
     ref = track_ref(track)
     sample_rate = ref.rate if sample_rate is None else int(sample_rate)
-    key = _cache_key(ref, sample_rate)
+    key = _cache_key(ref, sample_rate, channels)
     if key in _MEMORY:
         _MEMORY.move_to_end(key)
         return _MEMORY[key]
-    disk = None
-    if cache_dir is not None:
-        digest = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
-        disk = Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', ref.name)[:80]}-{digest}.npy"
-        if disk.is_file():
-            try:
-                stems = np.load(disk, mmap_mode="r")
-                _remember(key, stems)
-                return stems
-            except (OSError, ValueError):
-                pass  # a damaged cache file: decode again and overwrite it
+    if cache_dir is None:
+        stems = _decoded(ref, sample_rate, channels)
+    else:
+        disk = cache_file(ref, sample_rate, cache_dir, channels)
+        stems = _load_cached(disk)
+        if stems is None:
+            with exclusive_lock(disk.parent / f".{disk.stem}.lock"):
+                stems = _load_cached(disk)  # another process may have written it while we waited
+                if stems is None:
+                    decoded = _decoded(ref, sample_rate, channels)
+                    with atomic_path(disk) as tmp:
+                        np.save(tmp, decoded)
+                    stems = np.load(disk, mmap_mode="r")
+    _remember(key, stems)
+    return stems
+
+
+def _decoded(ref: TrackRef, sample_rate: int, channels: int | None) -> np.ndarray:
     stems = _decode(ref)
     if sample_rate != ref.rate:
         stems = _resample(stems, ref.rate, sample_rate)
+    if channels is not None and channels != stems.shape[2]:
+        stems = rearrange(to_channels(rearrange(stems, "s t c -> c (s t)"), channels), "c (s t) -> s t c", s=len(stems))
     stems = np.ascontiguousarray(stems, dtype=np.float32)
     stems.setflags(write=False)
-    if disk is not None:
-        with atomic_path(disk) as tmp:
-            np.save(tmp, stems)
-    _remember(key, stems)
     return stems
+
+
+def prepare_cache(tracks, sample_rate: int | None, channels: int | None, cache_dir, workers: int = 0,
+                  progress=None) -> list[str]:
+    """Decode every track not yet in ``cache_dir`` (``workers`` processes); returns one line per track that failed.
+
+    ``progress(done, total, name)`` is called after each track. A track that
+    cannot be decoded leaves nothing in the cache.
+    """
+    tracks = list(tracks)
+    loader = torch.utils.data.DataLoader(_CacheJobs(tracks, sample_rate, channels, str(cache_dir)), batch_size=None,
+                                         num_workers=workers)
+    failures = []
+    for done, (name, error) in enumerate(loader, 1):
+        if error:
+            failures.append(error)
+        if progress is not None:
+            progress(done, len(tracks), name)
+    return failures
+
+
+class _CacheJobs(torch.utils.data.Dataset):
+    """Item i decodes track i into the cache: ``(name, "" or the error line)``."""
+
+    def __init__(self, tracks, sample_rate, channels, cache_dir):
+        self.tracks, self.sample_rate, self.channels, self.cache_dir = tracks, sample_rate, channels, cache_dir
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def __getitem__(self, i: int) -> tuple[str, str]:
+        track = self.tracks[i]
+        try:
+            track_stems(track, self.sample_rate, self.cache_dir, self.channels)
+        except UserError as exc:
+            return track.name, str(exc).splitlines()[0]
+        finally:
+            _MEMORY.clear()  # preparing holds nothing: the training reads the memory-mapped files
+        return track.name, ""
 
 
 def load_track(track, cache_dir=None, sample_rate: int | None = None) -> dict[str, np.ndarray]:

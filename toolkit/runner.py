@@ -25,6 +25,7 @@ from .io_utils import atomic_write_text
 from .logger import MultiLogger, NullLogger
 from .paths import check_writable_dir
 from .precision import machine_info, resolve_device, resolve_precision
+from .run_data import check_evaluation_roots, data_bindings, prepare_dataset_cache
 from .train import StopSignals, Trainer
 from .validation import make_preview_fn, make_validate_fn
 
@@ -105,14 +106,18 @@ def make_loggers(exp, run_dir: Path, rank: int):
     return MultiLogger([registry.get("loggers", name)(run_dir=run_dir) for name in exp.loggers])
 
 
-def run(files, bindings=(), plugins=(), out=None, resume=False, console: Console | None = None) -> dict:
-    """Parse, build, train and evaluate; SIGINT/SIGTERM at any stage end with a saved state (exit 130/143)."""
+def run(files, bindings=(), plugins=(), out=None, resume=False, console: Console | None = None, data=None) -> dict:
+    """Parse, build, train and evaluate; SIGINT/SIGTERM at any stage end with a saved state (exit 130/143).
+
+    ``data``: a MUSDB-shaped root every set of the run reads (see :mod:`toolkit.run_data`).
+    """
     with StopSignals() as stop:
-        return _run(stop, files, bindings, plugins, out, resume, console or Console())
+        return _run(stop, files, bindings, plugins, out, resume, console or Console(), data)
 
 
-def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
-    config.parse(files, bindings, plugins)
+def _run(stop, files, bindings, plugins, out, resume, console, data=None) -> dict:
+    data_extra, data_source = data_bindings(files, bindings, plugins, data)
+    config.parse(files, [*bindings, *data_extra], plugins)
     exp = build_experiment()
     out = Path(out) if out else default_out_dir(str(files[0]))
     rank = int(os.environ.get("RANK", "0"))
@@ -134,6 +139,9 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
 
     torch.manual_seed(exp.seed)
     train_set, valid_set = build_datasets(exp, console)
+    if exp.final_evaluation:  # every set the run reads is checked before anything trains
+        check_evaluation_roots(exp, train_set.root)
+    prepare_dataset_cache([train_set, valid_set], cfg.num_workers, console)
     records = parts.experiment_records(exp, train_set)
     built = parts.build_parts(records)
     net = built.net.to(device)
@@ -145,7 +153,8 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     console.print(Panel.fit(
         f"run dir  [bold]{out}[/]\nmodel    {records['backbone']['name']} ({n_params / 1e6:.2f} M params), "
         f"prediction {exp.prediction}, schedule {records['schedule']['name']} x{exp.num_timesteps}\n"
-        f"data     {records['dataset']['name']} at {train_set.root} @ {built.sample_rate} Hz, {built.channels} ch, "
+        f"data     {records['dataset']['name']} at {train_set.root}"
+        f"{' (from ' + data_source['source'] + ')' if data_source else ''} @ {built.sample_rate} Hz, {built.channels} ch, "
         f"{built.segment_seconds:g} s segments\n"
         f"machine  {info['cpu']} | capability {info['cpu_capability']} | {info['threads']} threads | "
         f"device {info['device']} | precision [bold]{precision}[/]",
@@ -170,7 +179,9 @@ def _run(stop, files, bindings, plugins, out, resume, console) -> dict:
     if rank == 0:
         atomic_write_text(out / "config.gin", parsed_config)
         atomic_write_text(out / "operative_config.gin", operative)
-    summary = {"run_dir": str(out), "machine": info, "precision": precision, "parameters": n_params}
+    summary = {"run_dir": str(out), "machine": info, "precision": precision, "parameters": n_params,
+               "data": {"dataset": records["dataset"]["name"], "root": str(train_set.root),
+                        "source": data_source["source"] if data_source else "experiment"}}
     try:
         fit = trainer.fit(stop)
     except (Interrupted, KeyboardInterrupt):

@@ -13,7 +13,7 @@ import torch
 from einops import rearrange
 
 from .audio import to_channels
-from .data import SOURCES, STEMS, open_db, resolve_root, track_ref, track_stems
+from .data import SOURCES, STEMS, default_cache_dir, open_db, resolve_root, track_ref, track_stems
 from .errors import UserError
 
 
@@ -36,13 +36,19 @@ class SegmentDataset(torch.utils.data.Dataset):
     sources, so the identity holds exactly. Mono is the mean of both channels;
     stereo from mono files repeats the channel. ``split`` applies to the train
     subset only and is ignored for ``subset="test"``.
+
+    ``disk_cache=True`` reads the stems from memory-mapped ``.npy`` files in
+    ``cache_dir`` (default: :func:`toolkit.data.default_cache_dir`) holding
+    exactly what is read, at ``sample_rate`` with ``channels``; a missing entry
+    is decoded on first use (``toolkit data prepare`` fills the cache ahead).
+    Without it, ``cache_dir`` keeps the file's channels.
     """
 
     label = "dataset"  # how error messages name the part, e.g. "datasets.musdb"
 
     def __init__(self, root=None, subset="train", split="train", is_wav=None, sample_rate=44100, channels=1,
                  segment_seconds=3.0, segments_per_epoch=1000, random_segments=True, seed=0, augment_gain=False,
-                 augment_channel_swap=False, augment_remix=False, cache_dir=None):
+                 augment_channel_swap=False, augment_remix=False, cache_dir=None, disk_cache=False):
         if channels not in (1, 2):
             raise UserError(f"{self.label}: channels must be 1 or 2, got {channels!r}")
         if segment_seconds is None and random_segments:
@@ -64,6 +70,9 @@ class SegmentDataset(torch.utils.data.Dataset):
         self.augment_gain = augment_gain
         self.augment_channel_swap = augment_channel_swap
         self.augment_remix = augment_remix
+        self.disk_cache = bool(disk_cache)
+        if self.disk_cache and cache_dir is None:
+            cache_dir = default_cache_dir()
         self.cache_dir = None if cache_dir is None else str(cache_dir)
         self.epoch = 0
         # lengths at the target rate, as torchaudio's resample makes them
@@ -94,8 +103,8 @@ class SegmentDataset(torch.utils.data.Dataset):
         return track, int(rng.integers(0, max(0, self.frames[track] - self.segment) + 1))
 
     def _source(self, track: int, start: int, source: str) -> np.ndarray:
-        """``(samples, file channels)`` of one source, zero-padded to the segment length."""
-        stems = track_stems(self.tracks[track], self.sample_rate, self.cache_dir)
+        """``(samples, channels as read)`` of one source, zero-padded to the segment length."""
+        stems = self.track_stems(track)
         audio = stems[STEMS.index(source)]
         if self.segment is None:
             return np.array(audio, dtype=np.float32)
@@ -103,6 +112,10 @@ class SegmentDataset(torch.utils.data.Dataset):
         part = audio[start:start + self.segment]
         piece[: len(part)] = part
         return piece
+
+    def track_stems(self, track: int) -> np.ndarray:
+        """``(5, samples, channels)`` of track ``track`` at ``sample_rate``: the experiment's channels with ``disk_cache``."""
+        return track_stems(self.tracks[track], self.sample_rate, self.cache_dir, self.channels if self.disk_cache else None)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
@@ -116,9 +129,10 @@ class SegmentDataset(torch.utils.data.Dataset):
         else:
             picks = [self.items[index]] * len(SOURCES)
         sources = {name: self._source(track, start, name) for name, (track, start) in zip(SOURCES, picks)}
-        for name in SOURCES:
+        for name, (track, _) in zip(SOURCES, picks):
             audio = sources[name]
-            if self.augment_channel_swap and audio.shape[1] == 2 and rng.random() < 0.5:
+            # the draw depends on the file, not on what is cached, so a disk cache of mono stems reads the same stream
+            if self.augment_channel_swap and self.tracks[track].channels == 2 and rng.random() < 0.5:
                 audio = audio[:, ::-1]
             if self.augment_gain:
                 audio = audio * np.float32(rng.uniform(0.25, 1.25))

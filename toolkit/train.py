@@ -25,9 +25,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from . import __version__, checkpoint
 from .contracts import Batch
-from .data_index import fetch
 from .ema import EMA
 from .errors import Interrupted, UserError
+from .loader import SlotBatches, batch_loader
 from .model import raw_fn
 from .parts import plain
 
@@ -237,6 +237,7 @@ class Trainer:
         self.best_sdr = -float("inf")
         self.nonfinite_run = 0
         self.history: list[float] = []
+        self._batches = None  # the open DataLoader iterator of fit()
         self.train_fn = self.net
         if cfg.compile:
             self.train_fn = torch.compile(self.net)
@@ -297,12 +298,25 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------------------
     def batch(self, step: int, micro: int) -> dict:
-        # DDP: rank r takes the r-th of `world` consecutive batches, so ranks never train on the same segments
-        g0 = ((step * self.cfg.grad_accum + micro) * self.world + self.rank) * self.cfg.batch_size
-        items = [fetch(self.train_set, g0 + j) for j in range(self.cfg.batch_size)]
-        # numpy stacking: torch.stack here waits for torch's idle intra-op threads
-        return {k: torch.from_numpy(np.stack([it[k].numpy() for it in items])).to(self.device)
-                for k in ("mixture", "instrumental", "vocals")}
+        """``{mixture, instrumental, vocals}: (batch, channels, samples)`` of (step, micro), read by the DataLoader."""
+        sampler = SlotBatches(step, self.cfg.steps, self.cfg.batch_size, self.cfg.grad_accum, self.world, self.rank)
+        g0 = sampler.first_index(step, micro)
+        for _ in range(2):
+            if self._batches is None:
+                self._batches = iter(batch_loader(self.train_set, sampler, self.cfg.num_workers, self.device))
+            for got in self._batches:
+                first = int(got["index"][0])
+                if first == g0:
+                    return {k: got[k].to(self.device, non_blocking=True) for k in ("mixture", "instrumental", "vocals")}
+                if first > g0:
+                    break
+                # first < g0: a micro-batch left unused by a step skipped as non-finite
+            self.close_loader()  # ended or asked out of order: reopen at this step
+        raise RuntimeError(f"the data loader has no batch for step {step}, micro-batch {micro}")
+
+    def close_loader(self) -> None:
+        """Stop the loader's worker processes (a later :meth:`batch` opens a new one)."""
+        self._batches = None
 
     def sample_timesteps(self, batch: int) -> torch.Tensor:
         """t: LongTensor (batch,) on the host, uniform over [0, T), with a share
@@ -448,6 +462,7 @@ class Trainer:
                     self.console.print(f"[yellow]time budget of {cfg.max_minutes} min reached at step {self.step}/{cfg.steps}: "
                                        "stopped early (TrainConfig.max_minutes / --max-minutes); the result depends on this machine's speed")
                     break
+        self.close_loader()
         self.save()
         return {"steps": self.step, "steps_this_session": self.step - start_step, "minutes": timer.minutes(),
                 "budget_hit": budget_hit, "last": last_parts}

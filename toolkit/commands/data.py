@@ -1,4 +1,5 @@
-"""``toolkit data synth`` (write a synthetic MUSDB18-HQ tree) and ``toolkit data info`` (describe a root)."""
+"""``toolkit data synth`` (write a synthetic MUSDB18-HQ tree), ``toolkit data info`` (describe a root) and
+``toolkit data prepare`` (fill the decoded-audio cache)."""
 from __future__ import annotations
 
 import argparse
@@ -11,12 +12,12 @@ from ..errors import UserError
 
 
 def add_parser(subparsers, parent: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Add ``data`` with ``synth`` and ``info``; ``parent`` carries the CLI's common options (--plugin, --debug)."""
+    """Add ``data`` with ``synth``, ``info`` and ``prepare``; ``parent`` carries the CLI's common options (--plugin, --debug)."""
     parents = [parent] if parent is not None else []
     parser = subparsers.add_parser("data", help="make or inspect MUSDB18 roots",
                                    description="Make a synthetic MUSDB18-HQ root or describe an existing root.")
     parser.set_defaults(func=lambda args: _usage(parser))
-    commands = parser.add_subparsers(dest="data_command", metavar="{synth,info}")
+    commands = parser.add_subparsers(dest="data_command", metavar="{synth,info,prepare}")
 
     p = commands.add_parser(
         "synth", parents=parents, help="write a synthetic MUSDB18-HQ tree (music-like stems that sum to the mixture)",
@@ -39,6 +40,22 @@ def add_parser(subparsers, parent: argparse.ArgumentParser | None = None) -> arg
                             description="Describe a MUSDB18 / MUSDB18-HQ root (ROOT, else $MUSDB_PATH).")
     p.add_argument("root", nargs="?", default=None, metavar="ROOT")
     p.set_defaults(func=run_info)
+
+    p = commands.add_parser(
+        "prepare", parents=parents, help="decode a MUSDB18 root into the on-disk audio cache that training reads",
+        description="Decode every track of ROOT (else $MUSDB_PATH) once into memory-mapped .npy files at the rate and "
+                    "channels training reads (those of experiments/diffmsst_base.gin by default). A run with "
+                    "datasets.musdb.disk_cache = True reads them, and builds missing ones on first use.")
+    p.add_argument("root", nargs="?", default=None, metavar="ROOT")
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                   help="cache folder (default: $TOOLKIT_CACHE/audio, else ~/.cache/diffmsst-toolkit/audio); "
+                        "set datasets.musdb.cache_dir to the same folder")
+    p.add_argument("--sample-rate", type=int, default=44100, metavar="SR", help="rate training reads (default 44100)")
+    p.add_argument("--channels", type=int, default=1, choices=(1, 2), help="channels training reads (default 1)")
+    p.add_argument("--subset", action="append", choices=("train", "test"), default=None,
+                   help="subsets to prepare (default train: the training and validation songs); repeatable")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="decoding processes (default 2; 0 = this one)")
+    p.set_defaults(func=run_prepare)
     return parser
 
 
@@ -49,7 +66,7 @@ def run(args) -> int:
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_usage()
-    Console(stderr=True).print("choose a data command: synth or info")
+    Console(stderr=True).print("choose a data command: synth, info or prepare")
     return 2
 
 
@@ -101,4 +118,31 @@ def run_info(args) -> int:
     from ..data import describe_root
 
     Console().print(describe_root(args.root))
+    return 0
+
+
+def run_prepare(args) -> int:
+    from ..data import default_cache_dir, open_db, prepare_cache, resolve_root
+    from ..paths import check_writable_dir
+
+    root = resolve_root(args.root)
+    if args.workers < 0:
+        raise UserError(f"--workers {args.workers} must be >= 0")
+    cache = check_writable_dir(args.cache or default_cache_dir(), "--cache")
+    tracks = [t for subset in (args.subset or ["train"]) for t in open_db(root, subset).tracks]
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]prepare[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task(str(root), total=len(tracks))
+
+        def advance(done: int, total: int, name: str) -> None:
+            progress.update(task, completed=done, description=name)
+
+        failures = prepare_cache(tracks, args.sample_rate, args.channels, cache, args.workers, advance)
+    for line in failures:  # on stdout: stderr keeps the one-line error
+        Console().print(f"[red]{line}")
+    if failures:
+        raise UserError(f"{len(failures)} of {len(tracks)} tracks could not be decoded (listed above; first: "
+                        f"{failures[0]}); the others are cached in {cache}")
+    print(f"cached {len(tracks)} tracks of {root} at {args.sample_rate} Hz, {args.channels} ch in {cache}")
     return 0

@@ -1,4 +1,4 @@
-"""``toolkit run FILE.gin [--gin_param B]... [--out DIR] [--resume] [--plugin P]...``"""
+"""``toolkit run FILE.gin [--gin_param B]... [--data ROOT] [--out DIR] [--resume] [--plugin P]...``"""
 from __future__ import annotations
 
 
@@ -12,18 +12,20 @@ def add_parser(sub, parent):
     p.add_argument("--max-minutes", type=float, metavar="M",
                    help="stop training after M minutes of training, saying so (the result then depends on the "
                         "machine's speed; default: the gin file's TrainConfig.max_minutes)")
+    p.add_argument("--data", metavar="ROOT",
+                   help="MUSDB18 root (stem mp4 or HQ wav) for training, validation and the final evaluation "
+                        "(default: the gin files' root, else $MUSDB_PATH); drops the experiment's extra evaluation sets")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
-    from ..runner import run
-
     from ..errors import UserError
+    from ..runner import run
 
     bindings = list(args.gin_param)
     if args.max_minutes is not None:
         if not args.max_minutes > 0:
             raise UserError(f"--max-minutes {args.max_minutes}: must be > 0 (leave it out for no time limit)")
         bindings.append(f"TrainConfig.max_minutes = {args.max_minutes!r}")
-    run(args.gin_file, bindings, args.plugin, out=args.out, resume=args.resume)
+    run(args.gin_file, bindings, args.plugin, out=args.out, resume=args.resume, data=args.data)
     return 0

@@ -11,6 +11,9 @@ def add_parser(sub, parent):
     p.add_argument("--gin_param", "--gin-param", action="append", default=[], metavar="BINDING",
                    help="a binding fixed for every cell; repeatable")
     p.add_argument("--out", help="sweep folder (default: sweeps/<name>)")
+    p.add_argument("--data", metavar="ROOT",
+                   help="MUSDB18 root every cell trains, validates and evaluates on (default: the gin files' root, "
+                        "else $MUSDB_PATH); drops the experiment's extra evaluation sets")
     p.add_argument("--launcher", default="local", metavar="NAME",
                    help="who runs the cells: local (this process, default), submitit (Slurm jobs, or local processes "
                         "without Slurm), or a plugin's; `toolkit list launchers`")

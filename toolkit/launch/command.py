@@ -15,6 +15,7 @@ from ..launch.params import make_launcher
 from ..launch.state import SweepState
 from ..launch.status import status_table
 from ..paths import check_writable_dir
+from ..run_data import data_bindings
 from ..sweep_report import summary_table, write_report
 
 
@@ -30,7 +31,8 @@ def main(args) -> int:
     out = Path(args.out or Path("sweeps") / Path(args.gin_file[0]).stem)
     check_writable_dir(out)
     plugins = with_recorded_plugins(out, args.plugin, console)
-    spec = sweep.plan(args.gin_file, args.grid, args.gin_param, plugins, out)
+    data_extra, _ = data_bindings(args.gin_file, args.gin_param, plugins, getattr(args, "data", None))
+    spec = sweep.plan(args.gin_file, args.grid, [*args.gin_param, *data_extra], plugins, out)
     with submitter_lock(out):
         sweep.save_manifest(spec)
         state = SweepState.load(out)

@@ -23,9 +23,9 @@ from toolkit.paths import cache_dir
 from toolkit.segments import SegmentDataset
 
 from .songs import render_track
-from .tree import SPLIT_IDS, STYLE_IDS, STYLES, SUBTYPES, manifest, prepare_out, track_name, write_track
+from .tree import SPLIT_IDS, STYLE_IDS, STYLES, SUBTYPES, manifest, prepare_out, to_stem_mp4, track_name, write_track
 
-__all__ = ["STYLES", "SUBTYPES", "Synthetic", "generated_root", "render_track", "synthesize", "track_name"]
+__all__ = ["STYLES", "SUBTYPES", "Synthetic", "generated_root", "render_track", "synthesize", "to_stem_mp4", "track_name"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -89,10 +89,10 @@ class Synthetic(SegmentDataset):
 
     def __init__(self, root=None, subset="train", split="train", is_wav=None, sample_rate=44100, channels=1,
                  segment_seconds=3.0, segments_per_epoch=1000, random_segments=True, seed=0, augment_gain=False,
-                 augment_channel_swap=False, augment_remix=False, cache_dir=None, songs: int = 96, test_songs: int = 6,
+                 augment_channel_swap=False, augment_remix=False, cache_dir=None, disk_cache=False, songs: int = 96, test_songs: int = 6,
                  song_seconds: float = 12.0, song_rate: int = 44100, song_seed: int = 0, style: str = "default"):
         if root is None:
             root = generated_root({"tracks": songs, "test_tracks": test_songs, "seconds": song_seconds,
                                    "sample_rate": song_rate, "seed": song_seed, "style": style})
         super().__init__(root, subset, split, is_wav, sample_rate, channels, segment_seconds, segments_per_epoch,
-                         random_segments, seed, augment_gain, augment_channel_swap, augment_remix, cache_dir)
+                         random_segments, seed, augment_gain, augment_channel_swap, augment_remix, cache_dir, disk_cache)

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import stempeg
 
+from toolkit.data import STEMS
 from toolkit.errors import UserError
-from toolkit.io_utils import atomic_dir, atomic_write_bytes
+from toolkit.io_utils import atomic_dir, atomic_path, atomic_write_bytes
 
 STYLES = ("default", "alt")
 SUBTYPES = ("FLOAT", "PCM_16", "PCM_24")
@@ -123,3 +125,21 @@ def _write_wav_float32(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     with open(path, "wb") as f:
         f.write(header)
         f.write(data.tobytes())
+
+
+def to_stem_mp4(wav_root, out) -> Path:
+    """A MUSDB18 (``<out>/<subset>/<track>.stem.mp4``, AAC) copy of a MUSDB18-HQ tree; tracks already there are kept.
+
+    Each file is written atomically, so a file that exists is complete.
+    """
+    out = Path(out)
+    for folder in sorted(Path(wav_root).glob("*/*/")):
+        if not (folder / "mixture.wav").is_file():
+            continue
+        dest = out / folder.parent.name / f"{folder.name}.stem.mp4"
+        if dest.exists():
+            continue
+        stems, rates = zip(*(sf.read(str(folder / f"{stem}.wav"), dtype="float32", always_2d=True) for stem in STEMS))
+        with atomic_path(dest) as tmp:
+            stempeg.write_stems(str(tmp), np.stack(stems), sample_rate=rates[0], writer=stempeg.StreamsWriter(codec="aac"))
+    return out
