@@ -20,6 +20,11 @@ def sampling_steps(diffusion, steps: int | None) -> int:
     return steps
 
 
+def noise_levels(diffusion, timesteps: list[int]) -> tuple[list[float], list[float]]:
+    """``(alphas_cumprod, sigmas)`` at ``timesteps`` as float64 host scalars, each ending with the clean level (1, 0)."""
+    return diffusion.alphas_cumprod[timesteps].tolist() + [1.0], diffusion.sigmas[timesteps].tolist() + [0.0]
+
+
 def timestep_batch(x: torch.Tensor, timestep: int) -> torch.Tensor:
     """``t: LongTensor (batch,)`` filled with ``timestep``, on x's device, as ``model_fn`` takes it."""
     return torch.full((x.shape[0],), int(timestep), dtype=torch.long, device=x.device)

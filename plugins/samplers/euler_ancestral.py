@@ -9,7 +9,7 @@ import torch
 
 from toolkit import registry
 from toolkit.errors import UserError
-from toolkit.sampling import sampling_steps, standard_normal, x0_predictor
+from toolkit.sampling import noise_levels, sampling_steps, standard_normal, x0_predictor
 
 
 @registry.register("samplers", "euler_ancestral")
@@ -35,8 +35,7 @@ def euler_ancestral(model_fn, diffusion, x_T, *, cond=None, steps=None, generato
     if not eta >= 0.0:
         raise UserError(f"samplers.euler_ancestral: eta must be >= 0 (0 = Euler, 1 = ancestral), got {eta}")
     timesteps = diffusion.respace(sampling_steps(diffusion, steps), spacing).flip(0).tolist()
-    abar = diffusion.alphas_cumprod[timesteps].tolist() + [1.0]  # float64 host scalars; clean at the end
-    sigma = diffusion.sigmas[timesteps].tolist() + [0.0]
+    abar, sigma = noise_levels(diffusion, timesteps)
     predict_x0 = x0_predictor(model_fn, diffusion, cond, clip_x0)
     total = len(timesteps)
     x = x_T  # x_t = sqrt(abar) * y, kept at the network's scale

@@ -7,7 +7,7 @@ import math
 import torch
 
 from toolkit import registry
-from toolkit.sampling import sampling_steps, x0_predictor
+from toolkit.sampling import noise_levels, sampling_steps, x0_predictor
 
 
 @registry.register("samplers", "heun")
@@ -38,8 +38,7 @@ def heun(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, cal
     evaluations = sampling_steps(diffusion, steps)
     timesteps = diffusion.respace(evaluations // 2 + 1, spacing).flip(0).tolist()
     heun_steps = evaluations - len(timesteps)  # the first steps are Heun, the others Euler
-    abar = diffusion.alphas_cumprod[timesteps].tolist() + [1.0]  # float64 host scalars; clean at the end
-    sigma = diffusion.sigmas[timesteps].tolist() + [0.0]
+    abar, sigma = noise_levels(diffusion, timesteps)
     predict_x0 = x0_predictor(model_fn, diffusion, cond, clip_x0)
     total = len(timesteps)
     x = x_T  # x_t = sqrt(abar) * y, kept at the network's scale
