@@ -158,7 +158,7 @@ def _baseline_line(ax, base):
 
 def _plain_log_ticks(ax) -> None:
     """Log x axis labelled 0.01, 0.02, 0.05, ... instead of crowded 2x10^-2 minor labels."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # matplotlib: heavy, imported only to draw
 
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -174,10 +174,10 @@ def _legend(ax, n: int) -> None:
 
 
 def plot(out: Path, header: list[str], table: list[list], base: dict | None = None) -> list[Path]:
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, imported only to draw
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: heavy, imported only to draw
 
     made = []
     col = {h: i for i, h in enumerate(header)}
@@ -195,7 +195,7 @@ def plot(out: Path, header: list[str], table: list[list], base: dict | None = No
         ax.set_xscale("log")
         ticks = sorted({p[0] for pts in series.values() for p in pts if isinstance(p[0], (int, float))})
         if ticks:
-            from matplotlib.ticker import NullFormatter, ScalarFormatter
+            from matplotlib.ticker import NullFormatter, ScalarFormatter  # matplotlib: heavy, imported only to draw
 
             ax.set_xticks(ticks)
             ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -241,7 +241,7 @@ def plot(out: Path, header: list[str], table: list[list], base: dict | None = No
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: heavy, imported only to draw
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
