@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 from rich.table import Table
@@ -15,11 +16,15 @@ COLUMNS = [("vocals", "SDR"), ("vocals", "SIR"), ("vocals", "SAR"),
            ("accompaniment", "SDR"), ("accompaniment", "SIR"), ("accompaniment", "SAR")]
 
 
+def _natural(name: str) -> list:
+    """Sort key that orders ``STEPS=2`` before ``STEPS=16`` (numbers compared as numbers)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def collect(out: Path) -> list[dict]:
-    cells = []
-    for path in sorted((Path(out) / "cells").glob("*/results.json")):
-        cells.append(json.loads(path.read_text()))
-    return cells
+    """Every finished cell's results, in natural order of the cell names."""
+    paths = sorted((Path(out) / "cells").glob("*/results.json"), key=lambda p: _natural(p.parent.name))
+    return [json.loads(path.read_text()) for path in paths]
 
 
 def _value(text):
