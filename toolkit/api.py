@@ -14,6 +14,7 @@ import torch
 from . import checkpoint, parts, registry
 from .errors import UserError
 from .diffusion import check_sampling_steps
+from .sampling_start import check_start
 from .precision import resolve_device, resolve_precision
 from .separate import Engine, check_sampler_options, separate_array
 from .signal import POST_FILTERS
@@ -29,6 +30,7 @@ class Separator:
     @classmethod
     def from_checkpoint(cls, path, *, sampler: str | None = None, steps: int | None = None, eta: float | None = None,
                         post_filter: str | None = None, seed: int = 0, segment: float | None = None,
+                        start: str | None = None, start_t: float | None = None,
                         overlap: float = 0.25, batch_size: int = 4, device: str = "auto",
                         precision: str = "auto") -> "Separator":
         registry.load_builtin_plugins()
@@ -68,11 +70,16 @@ class Separator:
             raise UserError(f"--overlap {overlap} must be in [0, 1)")
         if batch_size < 1:
             raise UserError(f"--batch-size {batch_size} must be >= 1")
-        settings = built.settings(sampler=sampler, steps=steps, post_filter=post_filter, seed=seed,
+        if start == "noise" and start_t is None:
+            start_t = 1.0  # pure noise starts at the top, whatever the checkpoint's start was
+        settings = built.settings(sampler=sampler, steps=steps, post_filter=post_filter, seed=seed, start=start,
+                                  start_t=start_t,
                                   segment_seconds=None if segment is None else float(segment), overlap=overlap,
                                   batch_size=batch_size)
         if eta is not None:
             settings.sampler_options["eta"] = float(eta)
+        check_start(settings.start, settings.start_t, settings.steps, built.diffusion.num_timesteps,
+                    "--start" if start is not None or start_t is not None else "the checkpoint's sampling start")
         check_sampler_options(settings.sampler, settings.sampler_options,
                               "--eta" if eta is not None else "the checkpoint's sampler options")
         engine = built.engine(net, device=dev, precision=prec, settings=settings)

@@ -243,6 +243,17 @@ class GaussianDiffusion:
         nearer_lower = (log_sigmas - table[lower]).abs() <= (table[upper] - log_sigmas).abs()
         return torch.where(nearer_lower, lower, upper).tolist()
 
+    def truncated(self, last: int) -> "GaussianDiffusion":
+        """The process over timesteps ``0..last`` only: the same tables, cut.
+
+        Timestep t means the same noise level in both, so a sampler run on it
+        starts at ``last`` and the network still sees its training timesteps
+        (SDEdit's partial reverse process, Meng et al. 2022).
+        """
+        if not 0 <= int(last) < self.num_timesteps:
+            raise UserError(f"truncated: last timestep {last} is outside 0..{self.num_timesteps - 1}")
+        return GaussianDiffusion(self.betas[: int(last) + 1], prediction=self.prediction)
+
     def respaced(self, timesteps: torch.Tensor) -> "GaussianDiffusion":
         """The process over a subset of ``timesteps`` (ascending): betas recomputed from
         alphas_cumprod so that step i of the new process is timestep ``timesteps[i]``

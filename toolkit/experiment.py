@@ -14,6 +14,7 @@ import gin
 from . import registry
 from .diffusion import PREDICTIONS, check_sampling_steps
 from .errors import UserError
+from .sampling_start import check_start
 from .separate import check_sampler_options
 from .signal import POST_FILTERS
 from .train import TrainConfig
@@ -43,6 +44,8 @@ class Experiment:
         sampling_steps: int | None = 50,
         sampler_options: dict | None = None,
         post_filter: str = "none",
+        sampling_start: str = "noise",
+        sampling_start_t: float = 1.0,
         seed: int = 0,
         final_evaluation: bool = False,
         evaluation_tracks: int | None = None,
@@ -61,6 +64,8 @@ class Experiment:
         self.sampling_steps = sampling_steps
         self.sampler_options = dict(sampler_options or {})
         self.post_filter = post_filter
+        self.sampling_start = sampling_start
+        self.sampling_start_t = sampling_start_t
         self.seed = int(seed)
         self.final_evaluation = bool(final_evaluation)
         self.evaluation_tracks = evaluation_tracks
@@ -76,6 +81,7 @@ class Experiment:
                             ("PREVIEW_STEPS =", self.train.preview_steps)):
             if steps is not None:
                 check_sampling_steps(steps, self.num_timesteps, name)
+        check_start(self.sampling_start, self.sampling_start_t, self.sampling_steps, self.num_timesteps, "SAMPLING_START")
         if self.post_filter not in POST_FILTERS:
             raise UserError(f"POST_FILTER = '{self.post_filter}' is unknown; choose one of {', '.join(POST_FILTERS)}")
         if self.prediction not in PREDICTIONS:

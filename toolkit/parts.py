@@ -117,6 +117,7 @@ def experiment_records(exp, dataset) -> dict:
         "sampling": {
             "sampler": registry.name_of("samplers", exp.sampler), "steps": exp.sampling_steps,
             "options": plain(exp.sampler_options), "post_filter": exp.post_filter, "prediction": exp.prediction,
+            "start": exp.sampling_start, "start_t": float(exp.sampling_start_t),
             "sample_rate": sample_rate, "channels": channels, "segment_seconds": float(dataset.segment_seconds),
             "seed": exp.seed,
         },
@@ -153,7 +154,8 @@ class Parts:
         """The recorded sampling defaults with ``overrides`` (None values keep the default)."""
         s = self.sampling
         chosen = {"sampler": s["sampler"], "steps": s["steps"], "sampler_options": dict(s.get("options") or {}),
-                  "post_filter": s.get("post_filter", "none"), "segment_seconds": self.segment_seconds,
+                  "post_filter": s.get("post_filter", "none"), "start": s.get("start", "noise"),
+                  "start_t": float(s.get("start_t", 1.0)), "segment_seconds": self.segment_seconds,
                   "seed": int(s.get("seed", 0))}
         if overrides.get("sampler") not in (None, s["sampler"]):
             chosen["sampler_options"] = {}  # the recorded options belong to the recorded sampler

@@ -26,6 +26,7 @@ from . import registry
 from .audio import resample
 from .errors import UserError
 from .model import raw_fn
+from .sampling_start import check_start, starting_point
 from .signal import instrumental_to_vocals, post_filter as apply_post_filter
 
 # what every sampler is given by the engine (toolkit.contracts.Sampler); the rest of its keywords are options
@@ -57,6 +58,8 @@ class SeparationSettings:
     steps: int | None = 50
     sampler_options: dict = field(default_factory=dict)
     post_filter: str = "none"
+    start: str = "noise"  # toolkit.sampling_start.STARTS
+    start_t: float = 1.0
     segment_seconds: float = 3.0
     overlap: float = 0.25
     batch_size: int = 4
@@ -82,6 +85,7 @@ class Engine:
         self.precision = precision
         self.settings = settings
         check_sampler_options(settings.sampler, settings.sampler_options, "sampler options")
+        check_start(settings.start, settings.start_t, settings.steps, diffusion.num_timesteps, "sampling start")
         self.sampler = registry.get("samplers", settings.sampler)
         self.model_fn = raw_fn(self.net, device, precision)
 
@@ -96,10 +100,12 @@ class Engine:
             for seed in seeds
         ]).to(self.device)
         generator = torch.Generator(device=self.device).manual_seed(int(seeds[0]) + 7919)
-        kwargs = dict(cond=cond, steps=s.steps, generator=generator)
+        diffusion, x_T, steps = starting_point(self.diffusion, self.model_fn, cond, noise, start=s.start,
+                                               start_t=s.start_t, steps=s.steps, generator=generator)
+        kwargs = dict(cond=cond, steps=steps, generator=generator)
         if progress is not None:
             kwargs["callback"] = progress
-        x0 = self.sampler(self.model_fn, self.diffusion, noise, **kwargs, **s.sampler_options)
+        x0 = self.sampler(self.model_fn, diffusion, x_T, **kwargs, **s.sampler_options)
         mix_stft = self.transform.stft(mixture)
         mix_mag = mix_stft.abs()
         inst_mag = self.transform.magnitude(x0.float().clamp(-1, 1), state)

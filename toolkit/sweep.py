@@ -35,7 +35,8 @@ from .separate import separate_array
 
 # Bindings that only affect sampling: a cell that differs only in these reuses a trained checkpoint.
 SAMPLING_ONLY = re.compile(
-    r"^(SAMPLER|SAMPLING_STEPS|POST_FILTER|ETA|FINAL_EVALUATION|Experiment\.(sampler|sampling_steps|sampler_options|post_filter|"
+    r"^(SAMPLER|SAMPLING_STEPS|SAMPLING_START|SAMPLING_START_T|POST_FILTER|ETA|FINAL_EVALUATION|"
+    r"Experiment\.(sampler|sampling_steps|sampling_start|sampling_start_t|sampler_options|post_filter|"
     r"final_evaluation|evaluation_tracks|evaluation_sets)|samplers\..*)$")
 
 
@@ -215,7 +216,8 @@ def run_cell(spec: SweepSpec, cell: Cell, console=None) -> dict:
         cell_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cell_dir / "operative_config.gin", config.config_str())
         sep = Separator.from_checkpoint(run_dir / "checkpoints" / "last.pt", sampler=exp.sampler if isinstance(exp.sampler, str) else None,
-                                        steps=exp.sampling_steps, post_filter=exp.post_filter, seed=exp.seed)
+                                        steps=exp.sampling_steps, post_filter=exp.post_filter, seed=exp.seed,
+                                        start=exp.sampling_start, start_t=exp.sampling_start_t)
         if exp.sampler_options:
             sep.engine.settings.sampler_options.update(exp.sampler_options)
         tracks = test_tracks(trained_root(run_dir), exp.evaluation_tracks)

@@ -19,6 +19,11 @@ def add_parser(sub, parent):
     p.add_argument("--steps", type=int)
     p.add_argument("--post-filter", choices=("none", "soft", "wiener"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", choices=("noise", "mixture", "estimate"),
+                   help="where sampling starts: pure noise, or part-way from the noised mixture or one-step estimate "
+                        "(default: the checkpoint's)")
+    p.add_argument("--start-t", type=float, metavar="T",
+                   help="with --start mixture|estimate: the fraction of the timesteps to start at, in (0, 1]")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-baseline", action="store_true", help="skip scoring the mixture-as-estimate baseline")
     p.set_defaults(func=main)
@@ -63,7 +68,8 @@ def main(args) -> int:
         from ..separate import separate_array
 
         sep = Separator.from_checkpoint(args.checkpoint, sampler=args.sampler, steps=args.steps,
-                                        post_filter=args.post_filter, seed=args.seed, device=args.device)
+                                        post_filter=args.post_filter, seed=args.seed,
+                                        start=args.start, start_t=args.start_t, device=args.device)
 
         def separate(mixture, rate, track):
             return separate_array(sep.engine, mixture, rate)

@@ -19,6 +19,11 @@ def add_parser(sub, parent):
     p.add_argument("--steps", type=int, help="sampling steps (default: the checkpoint's)")
     p.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", choices=("noise", "mixture", "estimate"),
+                   help="where sampling starts: pure noise, or part-way from the noised mixture or one-step estimate "
+                        "(default: the checkpoint's)")
+    p.add_argument("--start-t", type=float, metavar="T",
+                   help="with --start mixture|estimate: the fraction of the timesteps to start at, in (0, 1]")
     p.add_argument("--segment", type=float, help="segment length in seconds (default: the training length)")
     p.add_argument("--overlap", type=float, default=0.25)
     p.add_argument("--batch-size", type=int, default=4)
@@ -49,7 +54,8 @@ def main(args) -> int:
         targets, notes = output_paths(files, out, args.filename, model_name(Path(args.checkpoint)), args.format)
         check_writable_dir(out)
         sep = Separator.from_checkpoint(args.checkpoint, sampler=args.sampler, steps=args.steps, eta=args.eta,
-                                        post_filter=args.post_filter, seed=args.seed, segment=args.segment,
+                                        post_filter=args.post_filter, seed=args.seed,
+                                        start=args.start, start_t=args.start_t, segment=args.segment,
                                         overlap=args.overlap, batch_size=args.batch_size, device=args.device)
         console = Console(stderr=True)
         for note in notes:
