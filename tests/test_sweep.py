@@ -155,3 +155,29 @@ def test_sweep_rerun_loads_recorded_plugins(tmp_path):
     assert json.loads((out / "sweep.json").read_text())["plugins"] == [str(plugin.resolve())]
     p = run_cli("sweep", QUICK, TINY, "--grid", "SAMPLER='noise_out'", "--out", out, check=0)  # no --plugin now
     assert "loading the plugins" in p.stdout and "noise_out" in p.stdout
+
+
+def test_variants_are_rows_crossed_with_the_grid(tmp_path):
+    base = tmp_path / "v.gin"
+    base.write_text(f"include '{QUICK}'\ninclude '{TINY}'\n"
+                    "Sweep.variants = [{}, {'datasets.synthetic.augment_gain': True},\n"
+                    "                  {'SAMPLING_START': 'mixture', 'SAMPLING_START_T': 0.5}]\n"
+                    "Sweep.grid = {'SAMPLING_STEPS': [1, 2]}\n")
+    spec = sweep.plan([base], [], [], [], tmp_path / "s")
+    assert [c.bindings for c in spec.cells] == [
+        {"SAMPLING_STEPS": "1"}, {"SAMPLING_STEPS": "2"},
+        {"datasets.synthetic.augment_gain": "True", "SAMPLING_STEPS": "1"},
+        {"datasets.synthetic.augment_gain": "True", "SAMPLING_STEPS": "2"},
+        {"SAMPLING_START": "'mixture'", "SAMPLING_START_T": "0.5", "SAMPLING_STEPS": "1"},
+        {"SAMPLING_START": "'mixture'", "SAMPLING_START_T": "0.5", "SAMPLING_STEPS": "2"},
+    ]
+    assert len({c.train_key for c in spec.cells}) == 2  # the sampling start reuses the plain training
+    base.write_text(base.read_text().replace("[{}, ", "[{}, {}, "))
+    with pytest.raises(UserError, match="both be"):
+        sweep.plan([base], [], [], [], tmp_path / "s2")
+    base.write_text(f"include '{QUICK}'\nSweep.variants = {{'SEED': 1}}\n")
+    with pytest.raises(UserError, match="list of binding dicts"):
+        sweep.plan([base], [], [], [], tmp_path / "s3")
+    base.write_text(f"include '{QUICK}'\nSweep.variants = [{{'NOT_READ': 1}}]\n")
+    with pytest.raises(UserError, match="NOT_READ"):
+        sweep.plan([base], [], [], [], tmp_path / "s4")

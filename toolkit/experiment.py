@@ -104,9 +104,10 @@ class Experiment:
 
 
 @gin.configurable
-def Sweep(grid=None):  # noqa: N802  (a gin name users write: Sweep.grid = {...})
-    """Declares a grid in a gin file: ``Sweep.grid = {'SCHEDULE': ['linear', 'cosine'], ...}``."""
-    return grid
+def Sweep(grid=None, variants=None):  # noqa: N802  (a gin name users write: Sweep.grid = {...})
+    """Declares a sweep in a gin file: ``Sweep.grid = {'SCHEDULE': ['linear', 'cosine'], ...}`` (cartesian) and
+    ``Sweep.variants = [{}, {'datasets.synthetic.augment_gain': True}, ...]`` (one row each, crossed with the grid)."""
+    return grid, variants
 
 
 CORE_CONFIGURABLES = {"Experiment": Experiment, "TrainConfig": TrainConfig, "Sweep": Sweep}

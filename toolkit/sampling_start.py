@@ -37,8 +37,6 @@ def check_start(start: str, start_t: float, steps: int | None, num_timesteps: in
         raise UserError(f"{where}: start_t = {start_t} needs start 'mixture' or 'estimate'; pure noise starts at 1.0")
     if steps is None:
         return
-    if start == "estimate" and steps < 2:
-        raise UserError(f"{where}: start 'estimate' spends one of the sampling steps on the estimate; use steps >= 2")
     available = start_timestep(fraction, num_timesteps) + 1
     if steps - (start == "estimate") > available:
         raise UserError(f"{where}: {steps} sampling steps from start_t = {start_t} exceed the {available} timesteps "
@@ -53,9 +51,10 @@ def starting_point(diffusion, model_fn, cond: torch.Tensor, noise: torch.Tensor,
     and the starting noise. ``"noise"`` returns them unchanged; ``"mixture"``
     noises ``cond`` to timestep ``t_s``; ``"estimate"`` spends one network
     evaluation on x0 from pure noise (clamped to [-1, 1]) and noises that, so
-    ``steps`` counts network evaluations in every case.
+    ``steps`` counts network evaluations in every case (with one step the
+    estimate is the result: the same as ``"noise"``).
     """
-    if start == "noise":
+    if start == "noise" or (start == "estimate" and steps == 1):
         return diffusion, noise, steps
     last = start_timestep(start_t, diffusion.num_timesteps)
     guess = cond

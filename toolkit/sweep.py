@@ -130,17 +130,32 @@ class SweepSpec:
         return Path(self.out) / "cells" / cell.name
 
 
-def gin_grid(files) -> dict[str, list[str]]:
-    """The ``Sweep.grid`` dict declared in the gin file(s), as gin text values."""
+def _declared(files, name: str):
     config.parse(files, ())
     try:
-        grid = gin.query_parameter("Sweep.grid")
+        return gin.query_parameter(f"Sweep.{name}")
     except ValueError:
-        grid = {}
+        return None
     finally:
         gin.clear_config()
+
+
+def gin_grid(files) -> dict[str, list[str]]:
+    """The ``Sweep.grid`` dict declared in the gin file(s), as gin text values."""
+    grid = _declared(files, "grid")
     return {str(k): [_gin_literal(v) for v in (vals if isinstance(vals, (list, tuple)) else [vals])]
             for k, vals in (grid or {}).items()}
+
+
+def gin_variants(files) -> list[dict[str, str]]:
+    """The ``Sweep.variants`` list of binding sets declared in the gin file(s), as gin text values ([{}] if none)."""
+    variants = _declared(files, "variants")
+    if variants is None:
+        return [{}]
+    if not isinstance(variants, (list, tuple)) or not variants or not all(isinstance(v, dict) for v in variants):
+        raise UserError("Sweep.variants must be a non-empty list of binding dicts, e.g. "
+                        "[{}, {'datasets.synthetic.augment_gain': True}]")
+    return [{str(k): _gin_literal(v) for k, v in variant.items()} for variant in variants]
 
 
 def _gin_literal(value) -> str:
@@ -153,11 +168,16 @@ def plan(files, grid_args, fixed, plugins, out) -> SweepSpec:
     for arg in grid_args:
         name, values = parse_grid_arg(arg)
         grid[name] = values
-    check_grid_macros(files, fixed, plugins, grid)
+    variants = gin_variants(files)
+    check_grid_macros(files, fixed, plugins, {**grid, **{k: [] for v in variants for k in v}})
     cells = []
-    for bindings in expand(grid):
+    for bindings in ({**variant, **combo} for variant in variants for combo in expand(grid)):
         train_b = {k: v for k, v in bindings.items() if not SAMPLING_ONLY.match(k)}
         cells.append(Cell(cell_name(bindings), bindings, _key(train_b), train_b))
+    names = [c.name for c in cells]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise UserError(f"sweep: two cells would both be {twice}; make Sweep.variants and the grid differ")
     spec = SweepSpec([str(f) for f in files], list(fixed), list(plugins), str(out), cells)
     # Parse every cell now: a bad binding fails before any training starts, naming the binding.
     for cell in cells:
