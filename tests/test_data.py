@@ -153,8 +153,13 @@ def test_resampling_to_another_rate(root):
 def test_disk_cache_means_no_audio_is_read_again(root, tmp_path, monkeypatch):
     track = data.open_db(root, "test").tracks[0]
     reads = []
-    real_read = data.sf.read
-    monkeypatch.setattr(data.sf, "read", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
+
+    class Counting(data.sf.SoundFile):
+        def read(self, *args, **kwargs):
+            reads.append(self.name)
+            return super().read(*args, **kwargs)
+
+    monkeypatch.setattr(data.sf, "SoundFile", Counting)
     first = data.load_track(track, cache_dir=tmp_path / "cache")
     assert len(reads) == 5 and len(list((tmp_path / "cache").glob("*.npy"))) == 1
     data.load_track(track, cache_dir=tmp_path / "cache")
@@ -165,6 +170,12 @@ def test_disk_cache_means_no_audio_is_read_again(root, tmp_path, monkeypatch):
         raise AssertionError("audio file read despite the disk cache")
 
     monkeypatch.setattr(data.sf, "read", refuse)
+
+    class Refusing(Counting):
+        def read(self, *args, **kwargs):
+            refuse()
+
+    monkeypatch.setattr(data.sf, "SoundFile", Refusing)
     second = data.load_track(track, cache_dir=tmp_path / "cache")
     for key in first:
         np.testing.assert_array_equal(first[key], second[key])

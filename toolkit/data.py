@@ -339,14 +339,45 @@ def track_stems(track, sample_rate: int | None = None, cache_dir=None, channels:
 
 
 def _decoded(ref: TrackRef, sample_rate: int, channels: int | None) -> np.ndarray:
-    stems = _decode(ref)
-    if sample_rate != ref.rate:
-        stems = _resample(stems, ref.rate, sample_rate)
-    if channels is not None and channels != stems.shape[2]:
-        stems = rearrange(to_channels(rearrange(stems, "s t c -> c (s t)"), channels), "c (s t) -> s t c", s=len(stems))
-    stems = np.ascontiguousarray(stems, dtype=np.float32)
-    stems.setflags(write=False)
-    return stems
+    """``(5, samples, channels)`` float32, read-only, built one stem at a time into one array.
+
+    Few and reused buffers rather than whole-track temporaries: first touches
+    of fresh memory (page faults) dominate the cost of a decode and do not
+    scale with worker processes (docs/musdb18.md).
+    """
+    out = None
+    for index, stem in enumerate(_stem_arrays(ref)):
+        if sample_rate != ref.rate:
+            stem = _resample(stem[None], ref.rate, sample_rate)[0]
+        if channels is not None and channels != stem.shape[1]:
+            stem = rearrange(to_channels(rearrange(stem, "t c -> c t"), channels), "c t -> t c")
+        if out is None:
+            out = np.empty((len(STEMS), *stem.shape), dtype=np.float32)
+        out[index] = stem
+    out.setflags(write=False)
+    return out
+
+
+def _stem_arrays(ref: TrackRef):
+    """Each stem in ``STEMS`` order as ``(samples, channels)`` float32; a wav root reuses one read buffer."""
+    if not ref.is_wav:
+        yield from _decode(ref)
+        return
+    buffer = None
+    for path in ref.paths:
+        try:
+            with sf.SoundFile(path) as f:
+                if buffer is None:
+                    buffer = np.empty((f.frames, f.channels), dtype=np.float32)
+                elif (f.frames, f.channels) != buffer.shape:
+                    raise UserError(f"{path} holds {f.frames} frames x {f.channels} channels but mixture.wav "
+                                    f"{buffer.shape[0]} x {buffer.shape[1]}; the file is truncated or corrupt: re-create it")
+                if len(f.read(out=buffer)) != f.frames:
+                    raise UserError(f"{path} ends before its header's {f.frames} frames; the file is truncated or "
+                                    "corrupt: re-create it")
+        except (RuntimeError, sf.LibsndfileError) as exc:
+            raise UserError(_corrupt(path, exc)) from None
+        yield buffer
 
 
 def prepare_cache(tracks, sample_rate: int | None, channels: int | None, cache_dir, workers: int = 0,
