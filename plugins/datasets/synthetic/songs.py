@@ -62,21 +62,22 @@ from toolkit.data import STEMS
 def render(rng: np.random.Generator, seconds: float, sample_rate: int, style) -> dict[str, np.ndarray]:
     """One synthetic song in ``style`` (a ``presets.Style``): ``{stem: (samples, 2) float32}`` for every name in ``STEMS``.
 
-    ``mixture`` is the float32 sum ``((_drums + _bass) + _other) + _vocals``.
+    ``mixture`` is the float32 sum ``((drums + bass) + other) + vocals``.
     """
     song = _plan_song(rng, seconds, sample_rate, style)
     room = _pick(rng, style.rooms)
     ir = _reverb_ir(rng, sample_rate, rng.uniform(*room.rt60), room.scale, room.longest)
-    parts = [_unit_rms(_drums(rng, song, style, ir, room)), _unit_rms(_bass(rng, song, style)),
-             _unit_rms(_other(rng, song, style, ir, room)), _unit_rms(_vocals(rng, song, style, ir, room))]
-    drum, low, chords, voice = parts
-    # accompaniment balance per source, then the _vocals against the accompaniment sum (gains in decibels)
+    drums = _unit_rms(_drums(rng, song, style, ir, room))
+    bass = _unit_rms(_bass(rng, song, style))
+    other = _unit_rms(_other(rng, song, style, ir, room))
+    vocals = _unit_rms(_vocals(rng, song, style, ir, room))
+    # accompaniment balance per source, then the vocals against the accompaniment sum (gains in decibels)
     gains = 10.0 ** (rng.uniform(-4.0, 2.0, size=3) / 20.0)
-    drum, low, chords = drum * gains[0], low * gains[1], chords * gains[2]
-    accompaniment_rms = _rms(drum + low + chords)
-    voice = voice * accompaniment_rms * 10.0 ** (rng.uniform(-3.0, 3.0) / 20.0)
-    stems = {"drums": drum, "bass": low, "other": chords, "vocals": voice}
-    peak = max(np.max(np.abs(drum + low + chords + voice)), *(np.max(np.abs(s)) for s in stems.values()))
+    drums, bass, other = drums * gains[0], bass * gains[1], other * gains[2]
+    accompaniment_rms = _rms(drums + bass + other)
+    vocals = vocals * accompaniment_rms * 10.0 ** (rng.uniform(-3.0, 3.0) / 20.0)
+    stems = {"drums": drums, "bass": bass, "other": other, "vocals": vocals}
+    peak = max(np.max(np.abs(drums + bass + other + vocals)), *(np.max(np.abs(s)) for s in stems.values()))
     scale = rng.uniform(0.5, 0.95) / max(peak, 1e-9)
     out = {name: (s * scale).astype(np.float32) for name, s in stems.items()}
     out["mixture"] = ((out["drums"] + out["bass"]) + out["other"]) + out["vocals"]
@@ -86,7 +87,6 @@ def render(rng: np.random.Generator, seconds: float, sample_rate: int, style) ->
 def _pick(rng, presets: tuple):
     """One of ``presets``, drawn uniformly; a single preset draws nothing from ``rng``."""
     return presets[0] if len(presets) == 1 else presets[rng.integers(len(presets))]
-
 
 
 # ---------------------------------------------------------------- song plan
@@ -144,7 +144,7 @@ def _plan_song(rng, seconds: float, sr: int, style) -> _Song:
     starts = np.arange(count) * beat * beats_per_chord
     degrees = np.array([progression[i % len(progression)] for i in range(count)])
     return _Song(sr=sr, n=int(round(seconds * sr)), beat=beat, key=int(rng.integers(12)),
-                scale=_SCALES[mode], chord_starts=starts, chord_degrees=degrees)
+                 scale=_SCALES[mode], chord_starts=starts, chord_degrees=degrees)
 
 
 def _draw_mode(rng, modes: tuple[tuple[str, float], ...]) -> str:
@@ -208,7 +208,7 @@ def _filter(x: np.ndarray, sr: int, low: float | None = None, high: float | None
 
 
 def _polyblep(t: np.ndarray, dt: np.ndarray) -> np.ndarray:
-    """Band-limiting residual of a unit step at _phase 0 (Välimäki & Huovilainen 2007)."""
+    """Band-limiting residual of a unit step at phase 0 (Välimäki & Huovilainen 2007)."""
     out = np.zeros_like(t)
     head = t < dt
     x = t[head] / dt[head]
@@ -220,7 +220,7 @@ def _polyblep(t: np.ndarray, dt: np.ndarray) -> np.ndarray:
 
 
 def _phase(freq: np.ndarray, sr: int, start: float = 0.0) -> np.ndarray:
-    """Cycles (fractional _phase in [0, 1)) of an oscillator following ``freq: (samples,)`` Hz."""
+    """Cycles (fractional phase in [0, 1)) of an oscillator following ``freq: (samples,)`` Hz."""
     return (start + np.cumsum(freq / sr)) % 1.0
 
 
@@ -287,10 +287,8 @@ def _with_reverb(dry: np.ndarray, ir: np.ndarray, wet: float) -> np.ndarray:
     return dry + wet * np.stack(tails, axis=1)
 
 
-# ---------------------------------------------------------------- _drums
-
-
 def _place_mono(out: np.ndarray, start_s: float, sound: np.ndarray, sr: int) -> None:
+    """Add ``sound`` into the mono ``out: (samples,)`` at ``start_s`` seconds, clipped to the track."""
     start = int(round(start_s * sr))
     skip = max(0, -start)
     start = max(0, start)
@@ -332,7 +330,7 @@ _BARS = {"marimba": (1.0, 3.99, 9.14), "vibraphone": (1.0, 4.0, 10.0), "glockens
 def _bar_note(f0: float, length: int, sr: int, ratios: tuple[float, ...], decay: float, hardness: float) -> np.ndarray:
     """A struck bar: inharmonic sine partials at ``ratios * f0``; partial ``k`` decays ``(1 + k)`` times faster.
 
-    ``hardness`` in [0, 1]: the upper partials' level relative to the first (a harder _bar_note excites more of them).
+    ``hardness`` in [0, 1]: the upper partials' level relative to the first (a harder mallet excites more of them).
     """
     t = np.arange(length) / sr
     y = np.zeros(length)
@@ -344,8 +342,8 @@ def _bar_note(f0: float, length: int, sr: int, ratios: tuple[float, ...], decay:
 
 
 def _brass_note(f0: float, length: int, sr: int, attack: float, hold: float, release: float, brightness: float,
-          fmax: float = 7000.0) -> np.ndarray:
-    """A _brass_note-like note whose brightness follows its loudness (Risset & Mathews 1969).
+                fmax: float = 7000.0) -> np.ndarray:
+    """A brass-like note whose brightness follows its loudness (Risset & Mathews 1969).
 
     Partial ``k`` has amplitude ``(brightness * e(t)) ** (k - 1)`` for the envelope ``e(t)`` in [0, 1], so the
     spectrum opens during the attack and closes in the release. Evaluated by Horner's rule on complex exponentials.
@@ -363,23 +361,23 @@ def _brass_note(f0: float, length: int, sr: int, attack: float, hold: float, rel
 
 
 def _bowed_note(rng, f0: float, length: int, sr: int, attack: float, hold: float, release: float, detune_cents: float,
-          cutoff: float) -> np.ndarray:
-    """A _bowed_note-string section: three detuned band-limited saws with their own vibrato, low-passed, slow attack."""
+                cutoff: float) -> np.ndarray:
+    """A bowed-string section: three detuned band-limited saws with their own vibrato, low-passed, slow attack."""
     t = np.arange(length) / sr
     y = np.zeros(length)
     for cents in (-detune_cents, 0.0, detune_cents):
         vibrato = 1.0 + 0.003 * np.sin(2 * np.pi * rng.uniform(4.5, 6.0) * t + rng.uniform(0, 2 * np.pi))
         y += _saw(f0 * 2 ** (cents / 1200) * vibrato, sr, rng.uniform())
-    return _filter(y / 3, sr, high=cutoff) * _envelope(t, attack, hold, release)
+    return _filter(y / 1.5, sr, high=cutoff) * _envelope(t, attack, hold, release)
 
 
-# ---------------------------------------------------------------- _drums
+# ---------------------------------------------------------------- drums
 
 def _seconds(x: float, sr: int) -> np.ndarray:
     return np.arange(int(x * sr)) / sr
 
 
-def _swept_kick(rng, sr, length, f_hi, f_lo, tau_f, decay) -> np.ndarray:
+def _swept_kick(sr, length, f_hi, f_lo, tau_f, decay) -> np.ndarray:
     t = _seconds(length, sr)
     freq = f_lo + (f_hi - f_lo) * np.exp(-t / tau_f)
     return np.sin(2 * np.pi * np.cumsum(freq) / sr) * np.exp(-t / decay)
@@ -442,7 +440,7 @@ def _shaker(rng, sr):
 
 def _beater_kick(rng, sr):
     """A deep, long kick with a hard beater: low sweep plus a band-passed knock."""
-    kick = _swept_kick(rng, sr, 0.7, rng.uniform(80, 120), rng.uniform(38, 50), rng.uniform(0.03, 0.07),
+    kick = _swept_kick(sr, 0.7, rng.uniform(80, 120), rng.uniform(38, 50), rng.uniform(0.03, 0.07),
                        rng.uniform(0.15, 0.3))
     t = _seconds(0.7, sr)
     knock = _filter(rng.standard_normal(len(t)), sr, low=2000, high=5000) * np.exp(-t / 0.006)
@@ -466,13 +464,13 @@ def _crash(rng, sr):
 
 
 def _tom(rng, sr):
-    return _swept_kick(rng, sr, 0.6, rng.uniform(140, 220), rng.uniform(90, 130), rng.uniform(0.05, 0.1),
+    return _swept_kick(sr, 0.6, rng.uniform(140, 220), rng.uniform(90, 130), rng.uniform(0.05, 0.1),
                        rng.uniform(0.12, 0.25))
 
 
 def _felt_kick(rng, sr):
     """A short, round jazz kick: a higher sweep, no click."""
-    return _swept_kick(rng, sr, 0.35, rng.uniform(90, 130), rng.uniform(55, 75), rng.uniform(0.01, 0.03),
+    return _swept_kick(sr, 0.35, rng.uniform(90, 130), rng.uniform(55, 75), rng.uniform(0.01, 0.03),
                        rng.uniform(0.05, 0.1))
 
 
@@ -501,9 +499,9 @@ def _pedal_hat(rng, sr):
 
 
 _SOUNDS = {"sine_kick": _sine_kick, "tone_snare": _tone_snare, "noise_hat": _noise_hat, "noise_open_hat": _noise_open_hat,
-          "808_kick": _kick_808, "clap": _clap, "metal_hat": _metal_hat, "shaker": _shaker,
-          "beater_kick": _beater_kick, "rim_snare": _rim_snare, "crash": _crash, "tom": _tom,
-          "felt_kick": _felt_kick, "brush": _brush, "ride": _ride, "pedal_hat": _pedal_hat}
+           "808_kick": _kick_808, "clap": _clap, "metal_hat": _metal_hat, "shaker": _shaker,
+           "beater_kick": _beater_kick, "rim_snare": _rim_snare, "crash": _crash, "tom": _tom,
+           "felt_kick": _felt_kick, "brush": _brush, "ride": _ride, "pedal_hat": _pedal_hat}
 
 
 def _drum_kit(rng, sr: int, kit) -> dict[str, np.ndarray]:
@@ -512,7 +510,7 @@ def _drum_kit(rng, sr: int, kit) -> dict[str, np.ndarray]:
     return {role: sound / np.max(np.abs(sound)) for role, sound in sounds.items()}
 
 
-def _drums(rng, song: _Song, style, room: np.ndarray, room_preset) -> np.ndarray:
+def _drums(rng, song: _Song, style, ir: np.ndarray, room) -> np.ndarray:
     """The drum stem ``(samples, 2)``."""
     sr = song.sr
     kit = _drum_kit(rng, sr, _pick(rng, style.kits))
@@ -541,12 +539,12 @@ def _drums(rng, song: _Song, style, room: np.ndarray, room_preset) -> np.ndarray
                 t = (bar * 16 + s) * step + (swing * step if s % 2 else 0.0) + rng.normal(0, jitter)
                 velocity = rng.uniform(0.75, 1.0) * (0.7 if name == "hat" and s % 4 else 1.0)
                 _place(out, t, kit[name], levels[name] * velocity, pans[name], sr)
-    return _with_reverb(out, room, wet=rng.uniform(0.05, 0.2) * room_preset.wet)
+    return _with_reverb(out, ir, wet=rng.uniform(0.05, 0.2) * room.wet)
 
 
-# ---------------------------------------------------------------- _bass
+# ---------------------------------------------------------------- bass
 
-_K = np.arange(1, 41)
+_K = np.arange(1, 41)  # harmonic numbers of the bass and chord tones
 
 
 def _plucked(rng):
@@ -576,7 +574,7 @@ _BASS_TONES = {"plucked": _plucked, "synth": _synth, "sub": _sub, "picked": _pic
 
 
 def _bass(rng, song: _Song, style) -> np.ndarray:
-    """The _bass stem ``(samples, 2)``."""
+    """The bass stem ``(samples, 2)``."""
     sr = song.sr
     preset = _pick(rng, style.basses)
     coeffs, decay, bright = _BASS_TONES[preset.tone](rng)
@@ -602,10 +600,7 @@ def _bass(rng, song: _Song, style) -> np.ndarray:
     return out
 
 
-# ---------------------------------------------------------------- _other (chords)
-
-_K = np.arange(1, 41)
-
+# ---------------------------------------------------------------- other (chords)
 
 def _voicing(pcs: np.ndarray, low: int, high: int, voices: int, previous: float) -> np.ndarray:
     """MIDI notes of a chord in [low, high]: ``voices`` notes nearest the previous voicing's centre."""
@@ -614,7 +609,7 @@ def _voicing(pcs: np.ndarray, low: int, high: int, voices: int, previous: float)
     return np.sort(candidates[order[:voices]])
 
 
-def _other(rng, song: _Song, style, room: np.ndarray, room_preset) -> np.ndarray:
+def _other(rng, song: _Song, style, ir: np.ndarray, room) -> np.ndarray:
     """The "other" stem ``(samples, 2)``."""
     layers = rng.choice(len(style.instruments), size=int(rng.integers(1, 3)), replace=False)
     out = np.zeros((song.n, 2))
@@ -625,7 +620,7 @@ def _other(rng, song: _Song, style, room: np.ndarray, room_preset) -> np.ndarray
         if j % 2:
             left, right = right, left
         out += layer * np.array([left, right]) * rng.uniform(0.6, 1.0)
-    return _with_reverb(out, room, wet=rng.uniform(0.15, 0.45) * room_preset.wet)
+    return _with_reverb(out, ir, wet=rng.uniform(0.15, 0.45) * room.wet)
 
 
 def _chord_layer(rng, song: _Song, instrument) -> np.ndarray:
@@ -750,8 +745,8 @@ def _mallet(rng, f0, hold, sr, p):
 
 
 def _brass(rng, f0, hold, sr, p):
-    # about the loudness of the _other tones: its partials sum to unit energy, theirs fall faster
-    return 0.4 * _brass_note(f0, int((hold + 0.12) * sr), sr, p["attack"], hold, 0.1, p["brightness"])
+    # about the loudness of the other tones: its partials sum to unit energy, theirs fall faster
+    return 0.8 * _brass_note(f0, int((hold + 0.12) * sr), sr, p["attack"], hold, 0.1, p["brightness"])
 
 
 def _bowed(rng, f0, hold, sr, p):
@@ -763,7 +758,7 @@ _CHORD_TONES = {"piano": _struck, "guitar": _struck, "pad": _pad, "organ": _orga
          "karplus_strong": _karplus_strong, "mallet": _mallet, "brass": _brass, "bowed": _bowed}
 
 
-# ---------------------------------------------------------------- _vocals
+# ---------------------------------------------------------------- vocals
 
 # Peterson & Barney (1952) F1-F3 with typical F4, F5 (Hz): a, e, i, o, u, ae, uh
 _VOWELS_MALE = np.array([
@@ -860,7 +855,7 @@ def _stft_filter(x: np.ndarray, gains: Callable[[np.ndarray, np.ndarray], np.nda
     return (blocks / norm).reshape(-1)[n_fft:n_fft + len(x)]
 
 
-def _vocals(rng, song: _Song, style, room: np.ndarray, room_preset) -> np.ndarray:
+def _vocals(rng, song: _Song, style, ir: np.ndarray, room) -> np.ndarray:
     """The vocal stem ``(samples, 2)``: one singer drawn from the style's voices."""
     sr, n = song.sr, song.n
     singer = _pick(rng, style.voices)
@@ -946,13 +941,13 @@ def _vocals(rng, song: _Song, style, room: np.ndarray, room_preset) -> np.ndarra
 
     pan = rng.uniform(-0.1, 0.1)
     dry = np.stack([voice * _pan(pan)[0], voice * _pan(pan)[1]], axis=1)
-    return _with_reverb(dry, room, wet=rng.uniform(0.04, 0.15) * room_preset.wet)
+    return _with_reverb(dry, ir, wet=rng.uniform(0.04, 0.15) * room.wet)
 
 
 
 
 def _glottal(rng, source: str, cycle: np.ndarray, f0: np.ndarray, sr: int) -> np.ndarray:
-    """The voiced source ``(samples,)`` for the oscillator _phase ``cycle`` and ``f0: (samples,)`` Hz.
+    """The voiced source ``(samples,)`` for the oscillator phase ``cycle`` and ``f0: (samples,)`` Hz.
 
     ``_saw``: a band-limited sawtooth; ``rosenberg``: the derivative of a
     Rosenberg (1971) pulse (lip radiation); ``tilted_saw``: the sawtooth with an
