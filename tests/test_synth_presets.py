@@ -121,3 +121,19 @@ def test_every_style_renders_exact_sums_stereo_and_no_silent_stem(style):
         assert not np.allclose(stems["mixture"][:, 0], stems["mixture"][:, 1])
     again = synth.render_track(np.random.default_rng([5, 0, 2, tree.STYLE_IDS[style]]), 1.0, 16000, style)
     assert all(np.array_equal(again[name], stems[name]) for name in STEMS)
+
+
+@pytest.mark.parametrize("harmony, midi", [("double", 60), ("third", 64)])
+def test_a_second_singer_doubles_the_melody_or_sings_a_third_above(harmony, midi):
+    sr, seconds = 16000, 1.0
+    song = songs._Song(sr=sr, n=sr, beat=0.5, key=0, scale=songs._SCALES["major"], chord_starts=np.array([0.0]),
+                       chord_degrees=np.array([0]))
+    singer = dataclasses.replace(presets.VOICES["alto"], harmony=harmony)
+    t = np.arange(sr) / sr
+    source = songs._second_voice(np.random.default_rng(0), singer, song, [songs._Note(0.0, seconds, 60, 0)],
+                                 np.zeros(sr, dtype=int), 0.99, np.zeros(sr), t)
+    spectrum = np.abs(np.fft.rfft(source * np.hanning(sr), 8 * sr))
+    freqs = np.fft.rfftfreq(8 * sr, 1 / sr)
+    band = (freqs > 150) & (freqs < 600)  # the fundamental is the loudest partial of the sawtooth source
+    cents = 1200 * np.log2(freqs[band][np.argmax(spectrum[band])] / (440 * 2 ** ((midi - 69) / 12)))
+    assert abs(cents) < 30, (harmony, cents)  # C4 doubled (detuned 5-15 cents, drifting), or E4 over C4 in C major

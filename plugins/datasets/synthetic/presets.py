@@ -29,6 +29,7 @@ class Voice:
     vibrato_delay: tuple[float, float]  # seconds after each onset
     consonants: float = 0.35  # chance of a consonant before a syllable
     fricatives: float = 0.22  # consonants drawn below this are fricatives, the rest plosives
+    harmony: str = ""  # a second singer: "" none, "double" the melody (double-tracked), "third" a third above
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,9 @@ VOICES = {v.name: v for v in [
     Voice("tenor", (54, 62), "male", 1.04, "tilted_saw", (0.04, 0.12), (5.2, 6.5), (0.25, 0.6), (0.1, 0.3),
           consonants=0.45, fricatives=0.3),
     Voice("breathy_tenor", (52, 60), "male", 1.02, "tilted_saw", (0.2, 0.4), (4.5, 5.5), (0.05, 0.2), (0.3, 0.6),
-          consonants=0.5, fricatives=0.35),
-    Voice("alto", (60, 67), "female", 0.95, "saw", (0.06, 0.16), (5.0, 6.2), (0.2, 0.5), (0.1, 0.3), consonants=0.3),
+          consonants=0.5, fricatives=0.35, harmony="double"),
+    Voice("alto", (60, 67), "female", 0.95, "saw", (0.06, 0.16), (5.0, 6.2), (0.2, 0.5), (0.1, 0.3), consonants=0.3,
+          harmony="third"),
     Voice("soprano", (67, 75), "female", 1.06, "tilted_saw", (0.08, 0.2), (5.5, 6.8), (0.3, 0.6), (0.2, 0.45),
           consonants=0.25, fricatives=0.15),
 ]}

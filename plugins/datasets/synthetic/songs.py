@@ -15,7 +15,7 @@ ratios and panning. Styles:
 - ``varied`` (broader training material): ``default``'s presets plus
   bass-baritone, tenor, breathy tenor, alto and soprano voices (sawtooth or
   spectrally tilted sources, scaled formants, their own vibrato and consonant
-  rates), a rock kit with toms and crash and a brushed kit with ride, more
+  rates; one double-tracked, one with a harmony a third above), a rock kit with toms and crash and a brushed kit with ride, more
   grooves, sub and picked basses, bowed strings, brass, Karplus-Strong plucks
   and mallets, dry to large rooms; major, minor, dorian or mixolydian,
   65-170 BPM. It shares no voice, kit, bass or chord instrument with ``alt``.
@@ -896,6 +896,8 @@ def _vocals(rng, song: _Song, style, ir: np.ndarray, room) -> np.ndarray:
     # glottal source + aspiration noise
     cycle = _phase(f0, sr, rng.uniform())
     voiced = _glottal(rng, singer.source, cycle, f0, sr)
+    if singer.harmony:  # a second singer through the same vocal tract: a double-tracked unison or a third above
+        voiced = voiced + _second_voice(rng, singer, song, notes, which, glide, depth * vibrato_env, t)
     breath = rng.uniform(*singer.breath)
     noise = _filter(rng.standard_normal(n), sr, low=800) * (0.6 + 0.4 * np.cos(2 * np.pi * cycle))
     source = (voiced + breath * noise) * loudness
@@ -944,6 +946,26 @@ def _vocals(rng, song: _Song, style, ir: np.ndarray, room) -> np.ndarray:
     return _with_reverb(dry, ir, wet=rng.uniform(0.04, 0.15) * room.wet)
 
 
+
+
+def _second_voice(rng, singer, song: _Song, notes: list[_Note], which: np.ndarray, glide: float,
+                  depth: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The voiced source ``(samples,)`` of a second singer: detuned, with its own vibrato and drift, quieter.
+
+    ``singer.harmony``: ``"double"`` sings the melody, ``"third"`` the scale note two steps above each note.
+    ``which: (samples,)`` is the note index per sample, ``depth: (samples,)`` the first singer's vibrato depth.
+    """
+    sr = song.sr
+    midi = np.array([note.midi for note in notes], dtype=np.float64)
+    if singer.harmony == "third":
+        scale = song.in_key(12, 120)
+        midi = np.array([scale[min(np.searchsorted(scale, m) + 2, len(scale) - 1)] for m in midi], dtype=np.float64)
+    target = midi[which] + rng.choice([-1.0, 1.0]) * rng.uniform(0.05, 0.15)  # detuned by 5-15 cents
+    pitch = signal.lfilter([1 - glide], [1, -glide], target - target[0]) + target[0]
+    vibrato = depth * np.sin(2 * np.pi * rng.uniform(*singer.vibrato_rate) * t + rng.uniform(0, 2 * np.pi))
+    knots = np.arange(0, song.seconds + 0.3, 0.15)
+    f0 = _hz(pitch + vibrato + np.interp(t, knots, rng.normal(0, 0.08, size=len(knots))))
+    return rng.uniform(0.4, 0.7) * _glottal(rng, singer.source, _phase(f0, sr, rng.uniform()), f0, sr)
 
 
 def _glottal(rng, source: str, cycle: np.ndarray, f0: np.ndarray, sr: int) -> np.ndarray:
