@@ -1,10 +1,10 @@
 """Named presets per role (voice, drum kit, groove, bass, chord instrument, room) and the styles that draw from them.
 
-A style is a set of preset names per role; a song draws one voice, kit, groove,
+A style is a set of presets per role: a song draws one voice, kit, groove,
 bass, room and one or two chord instruments from its style's sets (a role with
 one preset draws nothing, so a style's random stream depends only on its own
-sets). The ``tone`` / ``sound`` fields name the synthesis method, which lives
-with its role (``drums.py``, ``bass.py``, ``chords.py``, ``vocals.py``).
+sets). The ``source`` / ``sound`` / ``tone`` fields name synthesis methods of
+``songs.py``. Pure data: this module imports nothing of the package.
 
 ``alt`` is the unseen style: none of its voice, kit, bass or chord-instrument
 presets (by name or by parameters) appears in ``default`` or ``varied``.
