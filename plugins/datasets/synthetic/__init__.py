@@ -4,7 +4,8 @@
 the ``synthetic`` dataset generates one into the cache on first use (keyed by
 its arguments, one process at a time) and serves segments from it, so the
 quickstart needs no download. ``style="alt"`` draws other voices and
-instruments, for evaluation on material unlike the training songs.
+instruments, for evaluation on material unlike the training songs;
+``style="varied"`` draws from more presets than ``default`` (see ``songs.py``).
 """
 from __future__ import annotations
 
@@ -22,12 +23,20 @@ from toolkit.io_utils import exclusive_lock
 from toolkit.paths import cache_dir
 from toolkit.segments import SegmentDataset
 
-from .songs import render_track
+from . import presets, songs
 from .tree import SPLIT_IDS, STYLE_IDS, STYLES, SUBTYPES, manifest, prepare_out, to_stem_mp4, track_name, write_track
 
 __all__ = ["STYLES", "SUBTYPES", "Synthetic", "generated_root", "render_track", "synthesize", "to_stem_mp4", "track_name"]
 
 Progress = Callable[[int, int, str], None]
+
+
+def render_track(rng: np.random.Generator, seconds: float, sample_rate: int, style: str = "default") -> dict[str, np.ndarray]:
+    """One synthetic song in the named style: ``{stem: (samples, 2) float32}`` for every name in ``STEMS``.
+
+    ``mixture`` is the float32 sum ``((drums + bass) + other) + vocals``.
+    """
+    return songs.render(rng, seconds, sample_rate, presets.STYLES[style])
 
 
 def synthesize(out, tracks: int = 4, seconds: float = 8.0, sample_rate: int = 44100, seed: int = 0,

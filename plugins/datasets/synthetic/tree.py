@@ -24,12 +24,12 @@ from toolkit.data import STEMS
 from toolkit.errors import UserError
 from toolkit.io_utils import atomic_dir, atomic_path, atomic_write_bytes
 
-STYLES = ("default", "alt")
+STYLES = ("default", "alt", "varied")  # the names of presets.STYLES
 SUBTYPES = ("FLOAT", "PCM_16", "PCM_24")
 MANIFEST = "synth.json"
 GENERATOR_VERSION = 1
 SPLIT_IDS = {"train": 0, "test": 1}
-STYLE_IDS = {"default": 0, "alt": 1}
+STYLE_IDS = {"default": 0, "alt": 1, "varied": 2}  # part of each track's seed: fixed per style
 
 
 def track_name(split: str, index: int) -> str:
