@@ -32,7 +32,8 @@ def add_parser(subparsers, parent: argparse.ArgumentParser | None = None) -> arg
     p.add_argument("--sample-rate", type=int, default=44100, metavar="SR", help="default 44100")
     p.add_argument("--seed", type=int, default=0, metavar="K", help="default 0")
     p.add_argument("--style", default="default",
-                   help="default or alt: 'alt' draws other voices and instruments, for evaluation on unseen material")
+                   help="'varied' draws from more voices, instruments, kits, rooms and modes than 'default'; 'alt' "
+                        "shares none of their voices or instruments, for evaluation on unseen material")
     p.add_argument("--subtype", default="FLOAT", help="WAV sample format: FLOAT (default), PCM_16 or PCM_24")
     p.set_defaults(func=run_synth)
 
