@@ -26,7 +26,7 @@ quickstart: setup
 	$(VENV)/bin/toolkit run experiments/quickstart.gin
 
 test: setup
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q --durations=15 tests
 
 bench: setup
 	$(VENV)/bin/python -m pytest -q benchmarks --benchmark-only

@@ -86,8 +86,9 @@ ModelFn = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.T
 class Sampler(Protocol):
     """``sampler(model_fn, diffusion, x_T, *, cond, steps, generator, callback, **options) -> x_0``.
 
-    x_T, x_0: (batch, C, freq, frames); x_T is noise at the diffusion's last
-    timestep. ``model_fn(x_t, t, cond)`` is the network's prediction and
+    x_T, x_0: (batch, C, freq, frames); x_T is at the diffusion's last
+    timestep: noise, or, for a part-way start, a noised guess handed over
+    with a truncated diffusion (:mod:`toolkit.sampling_start`). ``model_fn(x_t, t, cond)`` is the network's prediction and
     ``diffusion`` (:class:`toolkit.diffusion.GaussianDiffusion`) holds the
     tables, conversions and timestep spacings; ``steps`` is the number of
     network evaluations; every random draw comes from ``generator``;
