@@ -181,3 +181,10 @@ def test_variants_are_rows_crossed_with_the_grid(tmp_path):
     base.write_text(f"include '{QUICK}'\nSweep.variants = [{{'NOT_READ': 1}}]\n")
     with pytest.raises(UserError, match="NOT_READ"):
         sweep.plan([base], [], [], [], tmp_path / "s4")
+
+
+def test_plot_labels_leave_out_what_a_variant_does_not_set():
+    from toolkit.sweep_report import _series_key
+    header = ["SAMPLING_START", "SAMPLING_START_T", "SAMPLING_STEPS", "vocals_SDR", "tracks"]
+    assert _series_key(header, ["noise", "", 1, 8.1, 6], "SAMPLING_STEPS") == "SAMPLING_START=noise"
+    assert _series_key(header, ["mixture", 0.4, 1, 8.1, 6], "SAMPLING_STEPS") == "SAMPLING_START=mixture, SAMPLING_START_T=0.4"

@@ -142,7 +142,9 @@ _SCORE_PREFIXES = ("vocals", "accompaniment", "vocal", "sep", "train", "tracks")
 
 def _series_key(header, row, x_name):
     skip = {x_name} | {h for h in header if "_" in h and h.split("_")[0] in _SCORE_PREFIXES}
-    return ", ".join(f"{h.split('.')[-1]}={row[i]}" for i, h in enumerate(header) if h not in skip and h != "tracks") or "all"
+    # a binding that a variant leaves unset (blank) is not part of its label
+    return ", ".join(f"{h.split('.')[-1]}={row[i]}" for i, h in enumerate(header)
+                     if h not in skip and h != "tracks" and row[i] != "") or "all"
 
 
 def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
