@@ -259,3 +259,13 @@ def test_codec_subtypes_are_not_kept_as_sample_formats(tmp_path):
         assert (subtype_for(info, "WAV"), subtype_for(info, "FLAC"), subtype_for(info, "MP3")) == ("FLOAT", "PCM_24", "MPEG_LAYER_III")
     pcm = AudioInfo(tmp_path / "x", "WAV", "PCM_16", 2, 100, 44100)
     assert (subtype_for(pcm, "WAV"), subtype_for(pcm, "FLAC"), subtype_for(pcm, "MP3")) == ("PCM_16", "PCM_16", "MPEG_LAYER_III")
+
+
+@pytest.mark.parametrize("channels", [2, 3, 6])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_mono_downmix_equals_numpy_mean_bit_for_bit(channels, dtype):
+    frames = (np.random.default_rng(channels).standard_normal((4096, channels)) * 1000).astype(dtype)
+    for planar in (frames.T, np.ascontiguousarray(frames.T)):  # interleaved (as read) and contiguous
+        got, want = audio.to_channels(planar, 1), planar.mean(axis=0, keepdims=True)
+        assert got.dtype == want.dtype and got.shape == (1, 4096)
+        np.testing.assert_array_equal(got, want)

@@ -330,32 +330,51 @@ def track_stems(track, sample_rate: int | None = None, cache_dir=None, channels:
             with exclusive_lock(disk.parent / f".{disk.stem}.lock"):
                 stems = _load_cached(disk)  # another process may have written it while we waited
                 if stems is None:
-                    decoded = _decoded(ref, sample_rate, channels)
                     with atomic_path(disk) as tmp:
-                        np.save(tmp, decoded)
+                        _save_decoded(ref, sample_rate, channels, tmp)
                     stems = np.load(disk, mmap_mode="r")
     _remember(key, stems)
     return stems
 
 
 def _decoded(ref: TrackRef, sample_rate: int, channels: int | None) -> np.ndarray:
-    """``(5, samples, channels)`` float32, read-only, built one stem at a time into one array.
-
-    Few and reused buffers rather than whole-track temporaries: first touches
-    of fresh memory (page faults) dominate the cost of a decode and do not
-    scale with worker processes (docs/musdb18.md).
-    """
+    """``(5, samples, channels)`` float32, read-only."""
     out = None
-    for index, stem in enumerate(_stem_arrays(ref)):
-        if sample_rate != ref.rate:
-            stem = _resample(stem[None], ref.rate, sample_rate)[0]
-        if channels is not None and channels != stem.shape[1]:
-            stem = rearrange(to_channels(rearrange(stem, "t c -> c t"), channels), "c t -> t c")
+    for index, stem in enumerate(_converted_stems(ref, sample_rate, channels)):  # stems may share one buffer
         if out is None:
             out = np.empty((len(STEMS), *stem.shape), dtype=np.float32)
         out[index] = stem
     out.setflags(write=False)
     return out
+
+
+def _save_decoded(ref: TrackRef, sample_rate: int, channels: int | None, path) -> None:
+    """Write what :func:`_decoded` returns to ``path`` as ``.npy``, one stem at a time.
+
+    No whole-track array is built: first touches of fresh memory (page
+    faults) dominate a decode and do not scale with worker processes
+    (docs/musdb18.md).
+    """
+    with open(path, "wb") as f:
+        for index, stem in enumerate(_converted_stems(ref, sample_rate, channels)):
+            if index == 0:
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                          "shape": (len(STEMS), *stem.shape)}
+                np.lib.format.write_array_header_1_0(f, header)
+            stem.tofile(f)
+
+
+def _converted_stems(ref: TrackRef, sample_rate: int, channels: int | None):
+    """Each stem in ``STEMS`` order as C-contiguous ``(samples, channels)`` float32 at ``sample_rate``.
+
+    A stem may be overwritten by the next one (a reused buffer): use or copy it before going on.
+    """
+    for stem in _stem_arrays(ref):
+        if sample_rate != ref.rate:
+            stem = _resample(stem[None], ref.rate, sample_rate)[0]
+        if channels is not None and channels != stem.shape[1]:
+            stem = rearrange(to_channels(rearrange(stem, "t c -> c t"), channels), "c t -> t c")
+        yield np.ascontiguousarray(stem, dtype=np.float32)
 
 
 def _stem_arrays(ref: TrackRef):
