@@ -268,15 +268,18 @@ def _truth(spec, group: str, key: str) -> Path:
 
 
 def _job_error(job) -> str:
-    """The last lines of the job's log; else the traceback submitit kept; else why there is nothing."""
-    tail = log_tail(job.paths.stdout)
-    if tail:
-        return tail
-    if job.paths.result_pickle.exists():  # the function raised: submitit kept its traceback there
+    """The traceback submitit kept, when the function raised; else the last lines of the job's log; else why there is nothing.
+
+    The kept traceback comes first: submitit writes it before the job's log has its last lines.
+    """
+    if job.paths.result_pickle.exists():
         try:
             failure = job.exception()
-        except Exception:  # an unreadable result file: say why below
+        except Exception:  # an unreadable result file: fall back to the log
             failure = None
         if failure is not None:
             return text_tail(str(failure))
+    tail = log_tail(job.paths.stdout)
+    if tail:
+        return tail
     return f"job {job.job_id} ended without a result or a log (killed, out of memory or out of time?)"
