@@ -371,7 +371,7 @@ def _converted_stems(ref: TrackRef, sample_rate: int, channels: int | None):
     """
     for stem in _stem_arrays(ref):
         if sample_rate != ref.rate:
-            stem = _resample(stem[None], ref.rate, sample_rate)[0]
+            stem = _resample(stem, ref.rate, sample_rate)
         if channels is not None and channels != stem.shape[1]:
             stem = rearrange(to_channels(rearrange(stem, "t c -> c t"), channels), "c t -> t c")
         yield np.ascontiguousarray(stem, dtype=np.float32)
@@ -380,7 +380,7 @@ def _converted_stems(ref: TrackRef, sample_rate: int, channels: int | None):
 def _stem_arrays(ref: TrackRef):
     """Each stem in ``STEMS`` order as ``(samples, channels)`` float32; a wav root reuses one read buffer."""
     if not ref.is_wav:
-        yield from _decode(ref)
+        yield from _read_stem_mp4(ref)
         return
     buffer = None
     for path in ref.paths:
@@ -451,20 +451,8 @@ def load_track(track, cache_dir=None, sample_rate: int | None = None) -> dict[st
     return audio
 
 
-def _decode(ref: TrackRef) -> np.ndarray:
-    """``(5, samples, channels)`` at the native rate."""
-    if ref.is_wav:
-        stems = []
-        for path in ref.paths:
-            try:
-                audio, _ = sf.read(path, dtype="float32", always_2d=True)
-            except (RuntimeError, sf.LibsndfileError) as exc:
-                raise UserError(_corrupt(path, exc)) from None
-            if stems and audio.shape != stems[0].shape:
-                raise UserError(f"{path} holds {audio.shape[0]} frames x {audio.shape[1]} channels but mixture.wav "
-                                f"{stems[0].shape[0]} x {stems[0].shape[1]}; the file is truncated or corrupt: re-create it")
-            stems.append(audio)
-        return np.stack(stems)
+def _read_stem_mp4(ref: TrackRef) -> np.ndarray:
+    """``(5, samples, channels)`` of a MUSDB18 ``.stem.mp4`` at its native rate (wav roots: :func:`_stem_arrays`)."""
     try:
         stems, _ = stempeg.read_stems(ref.paths[0], dtype=np.float32, always_3d=True)
     except Exception as exc:  # ffmpeg failures come in many types
@@ -475,11 +463,10 @@ def _decode(ref: TrackRef) -> np.ndarray:
     return stems[: len(STEMS)]
 
 
-def _resample(stems: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
-    """``(stems, samples, channels)`` from ``rate`` to ``sample_rate``."""
-    wave = torch.from_numpy(rearrange(np.ascontiguousarray(stems), "s t c -> (s c) t").copy())
-    out = resample(wave, rate, sample_rate)
-    return rearrange(out.numpy(), "(s c) t -> s t c", s=stems.shape[0])
+def _resample(stem: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """One stem ``(samples, channels)`` from ``rate`` to ``sample_rate``."""
+    wave = torch.from_numpy(rearrange(stem, "t c -> c t").copy())
+    return rearrange(resample(wave, rate, sample_rate).numpy(), "c t -> t c")
 
 
 def iter_tracks(root=None, subset: str = "test", split: str | None = None, is_wav: bool | None = None,
