@@ -130,32 +130,30 @@ class SweepSpec:
         return Path(self.out) / "cells" / cell.name
 
 
-def _declared(files, name: str):
+def gin_sweep(files) -> tuple[dict[str, list[str]], list[dict[str, str]]]:
+    """``(grid, variants)`` declared in the gin file(s) as ``Sweep.grid`` / ``Sweep.variants``, as gin text values.
+
+    ``variants`` is ``[{}]`` when none are declared (the config as it is).
+    """
     config.parse(files, ())
     try:
-        return gin.query_parameter(f"Sweep.{name}")
-    except ValueError:
-        return None
+        declared = {}
+        for name in ("grid", "variants"):
+            try:
+                declared[name] = gin.query_parameter(f"Sweep.{name}")
+            except ValueError:
+                declared[name] = None
     finally:
         gin.clear_config()
-
-
-def gin_grid(files) -> dict[str, list[str]]:
-    """The ``Sweep.grid`` dict declared in the gin file(s), as gin text values."""
-    grid = _declared(files, "grid")
-    return {str(k): [_gin_literal(v) for v in (vals if isinstance(vals, (list, tuple)) else [vals])]
-            for k, vals in (grid or {}).items()}
-
-
-def gin_variants(files) -> list[dict[str, str]]:
-    """The ``Sweep.variants`` list of binding sets declared in the gin file(s), as gin text values ([{}] if none)."""
-    variants = _declared(files, "variants")
+    grid = {str(k): [_gin_literal(v) for v in (vals if isinstance(vals, (list, tuple)) else [vals])]
+            for k, vals in (declared["grid"] or {}).items()}
+    variants = declared["variants"]
     if variants is None:
-        return [{}]
+        return grid, [{}]
     if not isinstance(variants, (list, tuple)) or not variants or not all(isinstance(v, dict) for v in variants):
         raise UserError("Sweep.variants must be a non-empty list of binding dicts, e.g. "
                         "[{}, {'datasets.synthetic.augment_gain': True}]")
-    return [{str(k): _gin_literal(v) for k, v in variant.items()} for variant in variants]
+    return grid, [{str(k): _gin_literal(v) for k, v in variant.items()} for variant in variants]
 
 
 def _gin_literal(value) -> str:
@@ -164,11 +162,10 @@ def _gin_literal(value) -> str:
 
 def plan(files, grid_args, fixed, plugins, out) -> SweepSpec:
     config.load_plugins(plugins)
-    grid = gin_grid(files)
+    grid, variants = gin_sweep(files)
     for arg in grid_args:
         name, values = parse_grid_arg(arg)
         grid[name] = values
-    variants = gin_variants(files)
     check_grid_macros(files, fixed, plugins, {**grid, **{k: [] for v in variants for k in v}})
     cells = []
     for bindings in ({**variant, **combo} for variant in variants for combo in expand(grid)):
