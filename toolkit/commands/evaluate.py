@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import add_start_arguments
+
 
 def add_parser(sub, parent):
     p = sub.add_parser("evaluate", parents=[parent], help="separate and score a MUSDB18 root with museval")
@@ -19,11 +21,7 @@ def add_parser(sub, parent):
     p.add_argument("--steps", type=int)
     p.add_argument("--post-filter", choices=("none", "soft", "wiener"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--start", choices=("noise", "mixture", "estimate"),
-                   help="where sampling starts: pure noise, or part-way from the noised mixture or one-step estimate "
-                        "(default: the checkpoint's)")
-    p.add_argument("--start-t", type=float, metavar="T",
-                   help="with --start mixture|estimate: the fraction of the timesteps to start at, in (0, 1]")
+    add_start_arguments(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-baseline", action="store_true", help="skip scoring the mixture-as-estimate baseline")
     p.set_defaults(func=main)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..output_names import DEFAULT_TEMPLATE
+from . import add_start_arguments
 
 
 def add_parser(sub, parent):
@@ -19,11 +20,7 @@ def add_parser(sub, parent):
     p.add_argument("--steps", type=int, help="sampling steps (default: the checkpoint's)")
     p.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--start", choices=("noise", "mixture", "estimate"),
-                   help="where sampling starts: pure noise, or part-way from the noised mixture or one-step estimate "
-                        "(default: the checkpoint's)")
-    p.add_argument("--start-t", type=float, metavar="T",
-                   help="with --start mixture|estimate: the fraction of the timesteps to start at, in (0, 1]")
+    add_start_arguments(p)
     p.add_argument("--segment", type=float, help="segment length in seconds (default: the training length)")
     p.add_argument("--overlap", type=float, default=0.25)
     p.add_argument("--batch-size", type=int, default=4)
