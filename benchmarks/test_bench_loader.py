@@ -5,8 +5,9 @@ A MUSDB-shaped set of ``BENCH_LOADER_SONGS`` (6) songs of ``BENCH_LOADER_SECONDS
 (MUSDB18-HQ) and as AAC stem mp4 (MUSDB18). A pass reads training segments of
 ``experiments/diffmsst_base.gin`` (44.1 kHz mono, 3 s, the disk cache on)
 through the trainer's DataLoader, worker start-up included. *Cold*: from an
-empty cache, what a run does first: build the cache with the same number of
-worker processes, then read ``BENCH_LOADER_SEGMENTS`` (64) segments. *Warm*: read
+empty cache, what a run does first: cache its train and valid songs with the
+same number of worker processes (``toolkit.run_data.prepare_dataset_cache``),
+then read ``BENCH_LOADER_SEGMENTS`` (64) segments. *Warm*: read
 ``BENCH_LOADER_WARM_SEGMENTS`` (512) segments from a prepared cache. ``test_train_step_base_model`` times one train step of
 the base U-Net on this machine, so the ratios compare rates of the same run:
 
@@ -23,12 +24,14 @@ import shutil
 
 import pytest
 import torch
+from rich.console import Console
 from conftest import sizes_for
 from test_bench_backbone import as_toolkit_default, make_batch, train_step
 
 from plugins.datasets.synthetic import generated_root, to_stem_mp4
 from toolkit import data, registry
 from toolkit.loader import SlotBatches, batch_loader
+from toolkit.run_data import prepare_dataset_cache
 
 SONGS = int(os.environ.get("BENCH_LOADER_SONGS", "6"))
 SECONDS = float(os.environ.get("BENCH_LOADER_SECONDS", "180"))
@@ -48,8 +51,8 @@ def roots() -> dict:
     return {"wav": wav, "stem_mp4": to_stem_mp4(wav, wav.parent / f"{wav.name}-stem-mp4")}
 
 
-def _dataset(root, cache):
-    return registry.get("datasets", "musdb")(root=str(root), sample_rate=BASE.sample_rate, channels=1,
+def _dataset(root, cache, split: str = "train"):
+    return registry.get("datasets", "musdb")(root=str(root), split=split, sample_rate=BASE.sample_rate, channels=1,
                                              segment_seconds=BASE.segment_seconds, segments_per_epoch=10**6, seed=0,
                                              disk_cache=True, cache_dir=str(cache))
 
@@ -61,10 +64,9 @@ def _read(dataset, workers: int, first_step: int, segments: int) -> None:
         pass
 
 
-def _cold_pass(dataset, workers: int, first_step: int) -> None:
-    # as toolkit.run_data.prepare_dataset_cache before training, then the first batches
-    assert data.prepare_cache(dataset.tracks, dataset.sample_rate, 1, dataset.cache_dir, workers) == []
-    _read(dataset, workers, first_step, SEGMENTS)
+def _cold_pass(datasets, workers: int, first_step: int) -> None:
+    prepare_dataset_cache(datasets, workers, Console(quiet=True))  # as toolkit.runner before training
+    _read(datasets[0], workers, first_step, SEGMENTS)
 
 
 @pytest.mark.benchmark(group="loader")
@@ -76,10 +78,10 @@ def test_loader_cold(benchmark, roots, form, workers, tmp_path):
     def empty_cache():
         shutil.rmtree(cache, ignore_errors=True)
         data.clear_memory_cache()  # workers fork from this process: they start with nothing decoded
-        return (_dataset(roots[form], cache), workers, next(steps)), {}
+        return ((_dataset(roots[form], cache), _dataset(roots[form], cache, "valid")), workers, next(steps)), {}
 
     benchmark.extra_info.update(segments=SEGMENTS, songs=SONGS, song_seconds=SECONDS, workers=workers)
-    benchmark.pedantic(_cold_pass, setup=empty_cache, rounds=2, warmup_rounds=0)
+    benchmark.pedantic(_cold_pass, setup=empty_cache, rounds=3, warmup_rounds=0)
 
 
 @pytest.mark.benchmark(group="loader")

@@ -116,3 +116,29 @@ def test_prepare_refuses_a_truncated_stem_file_naming_it(root, tmp_path):
     p = run_cli("data", "prepare", mp4, "--cache", tmp_path / "cache")
     assert_one_line_error(p, 2, str(victim))
     assert not _entries(tmp_path / "cache")
+
+
+def test_a_run_caches_train_and_valid_songs_in_one_pass_longest_first(root, tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from toolkit.run_data import prepare_dataset_cache
+
+    cache = tmp_path / "cache"
+    kwargs = dict(root=root, sample_rate=RATE, channels=1, segment_seconds=0.25, segments_per_epoch=4,
+                  disk_cache=True, cache_dir=cache)
+    sets = [registry.get("datasets", "musdb")(**kwargs, split=split) for split in ("train", "valid")]
+    sets.append(registry.get("datasets", "musdb")(**kwargs))  # the same songs again are decoded once
+    passes = []
+    real = data.prepare_cache
+    monkeypatch.setattr("toolkit.run_data.prepare_cache",
+                        lambda tracks, *a, **k: passes.append([data.track_ref(t).name for t in tracks]) or real(tracks, *a, **k))
+    prepare_dataset_cache(sets, 0, Console(quiet=True))
+    assert len(passes) == 1 and sorted(passes[0]) == ["synth_000", "synth_001", "synth_002"]
+    assert len(_entries(cache)) == 3
+
+    short = data.track_ref(sets[0].tracks[0])
+    long = data.TrackRef("long", short.subset, short.is_wav, short.paths, short.frames * 2, short.rate, short.channels)
+    order = []
+    monkeypatch.setattr(data, "track_stems", lambda track, *a: order.append(track.name))
+    data.prepare_cache([short, long], RATE, 1, cache)
+    assert order == ["long", short.name]  # workers take tracks in turn: the longest first end close together

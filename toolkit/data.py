@@ -404,9 +404,10 @@ def prepare_cache(tracks, sample_rate: int | None, channels: int | None, cache_d
     """Decode every track not yet in ``cache_dir`` (``workers`` processes); returns one line per track that failed.
 
     ``progress(done, total, name)`` is called after each track. A track that
-    cannot be decoded leaves nothing in the cache.
+    cannot be decoded leaves nothing in the cache. Longest tracks go first, so
+    workers (handed tracks in turn) finish close together.
     """
-    tracks = list(tracks)
+    tracks = sorted(tracks, key=lambda t: -track_ref(t).frames)
     loader = torch.utils.data.DataLoader(_CacheJobs(tracks, sample_rate, channels, str(cache_dir)), batch_size=None,
                                          num_workers=workers)
     failures = []

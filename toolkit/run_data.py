@@ -65,16 +65,23 @@ def check_evaluation_roots(exp, train_root) -> dict[str, Path]:
 
 
 def prepare_dataset_cache(datasets, workers: int, console) -> None:
-    """Decode what ``datasets`` (with ``disk_cache``) read into their cache, once; ``UserError`` naming a bad track."""
+    """Decode what ``datasets`` (with ``disk_cache``) read into their cache, once; ``UserError`` naming a bad track.
+
+    Datasets sharing a cache, rate and channels (train and valid) are decoded
+    in one pass: one set of worker processes, shared evenly.
+    """
+    passes: dict[tuple, list] = {}
     for dataset in datasets:
-        if dataset is None or not getattr(dataset, "disk_cache", False):
-            continue
-        tracks = dataset.tracks
+        if dataset is not None and getattr(dataset, "disk_cache", False):
+            key = (str(dataset.cache_dir), dataset.sample_rate, dataset.channels)
+            passes.setdefault(key, []).append(dataset)
+    for (cache_dir, sample_rate, channels), group in passes.items():
+        tracks = list({track_ref(t).paths: t for dataset in group for t in dataset.tracks}.values())
         with Progress(TextColumn("[bold]cache[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=True) as bar:
-            task = bar.add_task(str(dataset.cache_dir), total=len(tracks))
-            failures = prepare_cache(tracks, dataset.sample_rate, dataset.channels, dataset.cache_dir, workers,
+            task = bar.add_task(cache_dir, total=len(tracks))
+            failures = prepare_cache(tracks, sample_rate, channels, cache_dir, workers,
                                      lambda done, total, name: bar.update(task, completed=done, description=name))
         if failures:
             raise UserError(f"{failures[0]} ({len(failures)} of {len(tracks)} tracks could not be decoded; "
-                            f"`toolkit data prepare {dataset.root}` lists them)")
+                            f"`toolkit data prepare {group[0].root}` lists them)")
