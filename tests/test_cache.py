@@ -109,6 +109,15 @@ def test_a_song_that_cannot_be_decoded_is_named_and_leaves_nothing(root, tmp_pat
         data.track_stems(broken, RATE, cache, 1)
 
 
+def test_stem_mp4_decodes_to_the_samples_stempeg_reads(root, tmp_path):
+    import stempeg
+
+    mp4 = synth.to_stem_mp4(root, tmp_path / "mp4")
+    track = data.open_db(mp4, "train").tracks[0]
+    reference, _ = stempeg.read_stems(str(track.path), dtype=np.float32, always_3d=True)
+    np.testing.assert_array_equal(data.track_stems(track), reference[:5])
+
+
 def test_prepare_refuses_a_truncated_stem_file_naming_it(root, tmp_path):
     mp4 = synth.to_stem_mp4(root, tmp_path / "mp4")
     victim = mp4 / "train" / "synth_001.stem.mp4"

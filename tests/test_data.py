@@ -323,10 +323,12 @@ def test_real_stem_mp4_root_loads(tmp_path, monkeypatch):
     # AAC coding: the stems only approximately add up to the mixture
     residual = audio["mixture"] - audio["instrumental"] - audio["vocals"]
     assert np.sqrt(np.mean(residual**2)) < 0.1 * np.sqrt(np.mean(audio["mixture"] ** 2))
-    data.clear_memory_cache()
     import stempeg
 
-    monkeypatch.setattr(stempeg, "read_stems", lambda *a, **k: pytest.fail("mp4 decoded despite the disk cache"))
+    reference, _ = stempeg.read_stems(str(db.tracks[0].path), dtype=np.float32, always_3d=True)
+    np.testing.assert_array_equal(data.track_stems(db.tracks[0]), reference[:5])  # stempeg's samples, bit for bit
+    data.clear_memory_cache()
+    monkeypatch.setattr(data.subprocess, "run", lambda *a, **k: pytest.fail("mp4 decoded despite the disk cache"))
     again = data.load_track(db.tracks[0], cache_dir=tmp_path)
     np.testing.assert_array_equal(again["vocals"], audio["vocals"])
     ds = registry.get("datasets", "musdb")(root=SAMPLE, segment_seconds=1.0, segments_per_epoch=2, cache_dir=tmp_path)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
+import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -452,16 +454,33 @@ def load_track(track, cache_dir=None, sample_rate: int | None = None) -> dict[st
     return audio
 
 
-def _read_stem_mp4(ref: TrackRef) -> np.ndarray:
-    """``(5, samples, channels)`` of a MUSDB18 ``.stem.mp4`` at its native rate (wav roots: :func:`_stem_arrays`)."""
-    try:
-        stems, _ = stempeg.read_stems(ref.paths[0], dtype=np.float32, always_3d=True)
-    except Exception as exc:  # ffmpeg failures come in many types
-        raise UserError(f"cannot decode {ref.paths[0]} ({exc}); the file is truncated or corrupt: re-download it") from None
-    if stems.shape[0] < len(STEMS):
-        raise UserError(f"{ref.paths[0]} has {stems.shape[0]} streams, a MUSDB18 .stem.mp4 needs {len(STEMS)} "
-                        f"({', '.join(STEMS)})")
-    return stems[: len(STEMS)]
+def _read_stem_mp4(ref: TrackRef):
+    """Each stem of a MUSDB18 ``.stem.mp4`` in ``STEMS`` order, ``(samples, channels)`` float32 at its native rate.
+
+    One ffmpeg decode per stream, the command ``stempeg.read_stems`` runs (same
+    samples), without its two probes per call and its whole-track copy.
+    """
+    path = ref.paths[0]
+    frames = None
+    for index in range(len(STEMS)):
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-f", "f32le", "-ar", str(ref.rate),
+               "-map", f"0:{index}", "pipe:"]
+        with tempfile.TemporaryFile() as errors:  # a file, not a pipe: one pipe is read in one call
+            try:
+                done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=errors, check=False)
+            except OSError as exc:
+                raise UserError(f"cannot run ffmpeg to decode {path} ({exc}); install ffmpeg") from None
+            errors.seek(0)
+            message = errors.read().decode(errors="replace").strip().splitlines()
+        if done.returncode or not done.stdout:
+            why = message[-1] if message else f"ffmpeg exit status {done.returncode}"
+            raise UserError(f"cannot decode {path} ({why}); the file is truncated or corrupt: re-download it")
+        stem = np.frombuffer(done.stdout, dtype="<f4").reshape(-1, ref.channels)
+        if frames is not None and len(stem) != frames:
+            raise UserError(f"{path}: stream {index} ({STEMS[index]}) decodes to {len(stem)} samples but the mixture "
+                            f"to {frames}; the file is truncated or corrupt: re-download it")
+        frames = len(stem)
+        yield stem
 
 
 def _resample(stem: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
