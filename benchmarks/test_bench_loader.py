@@ -7,7 +7,8 @@ A MUSDB-shaped set of ``BENCH_LOADER_SONGS`` (6) songs of ``BENCH_LOADER_SECONDS
 through the trainer's DataLoader, worker start-up included. *Cold*: from an
 empty cache, what a run does first: cache its train and valid songs with the
 same number of worker processes (``toolkit.run_data.prepare_dataset_cache``),
-then read ``BENCH_LOADER_SEGMENTS`` (64) segments. *Warm*: read
+then read ``BENCH_LOADER_SEGMENTS`` (64) segments; the song files are read once
+before each pass (untimed), so whether the OS still holds them does not count. *Warm*: read
 ``BENCH_LOADER_WARM_SEGMENTS`` (512) segments from a prepared cache. ``test_train_step_base_model`` times one train step of
 the base U-Net on this machine, so the ratios compare rates of the same run:
 
@@ -64,6 +65,15 @@ def _read(dataset, workers: int, first_step: int, segments: int) -> None:
         pass
 
 
+def _read_files(root) -> None:
+    """Read every file under ``root`` once, so a cold pass times decoding, not whether the OS still holds the songs."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                while f.read(1 << 24):
+                    pass
+
+
 def _cold_pass(datasets, workers: int, first_step: int) -> None:
     prepare_dataset_cache(datasets, workers, Console(quiet=True))  # as toolkit.runner before training
     _read(datasets[0], workers, first_step, SEGMENTS)
@@ -77,6 +87,7 @@ def test_loader_cold(benchmark, roots, form, workers, tmp_path):
 
     def empty_cache():
         shutil.rmtree(cache, ignore_errors=True)
+        _read_files(roots[form])
         data.clear_memory_cache()  # workers fork from this process: they start with nothing decoded
         return ((_dataset(roots[form], cache), _dataset(roots[form], cache, "valid")), workers, next(steps)), {}
 
