@@ -168,12 +168,14 @@ def test_wandb_offline_files(tmp_path):
     assert list((out / "wandb").glob("offline-run-*")), list(out.rglob("*"))[:20]
 
 
-def test_bad_values_are_one_line_errors(tmp_path):
+def test_bad_values_are_one_line_errors(tmp_path, capfd):
+    from test_bad_inputs import invoke
+
     q = REPO / "experiments" / "quickstart.gin"
     for binding, needle in (("SAMPLING_STEPS=5000", "SAMPLING_STEPS"), ("SAMPLING_STEPS=0", "SAMPLING_STEPS"),
                             ("PREDICTION='z'", "PREDICTION"), ("BATCH_SIZE=0", "batch_size"),
                             ("SCHEDULE='cosin'", "did you mean 'cosine'")):
-        p = run_cli("run", q, TINY, "--gin_param", binding, "--out", tmp_path / "x")
+        p = invoke(["run", q, TINY, "--gin_param", binding, "--out", tmp_path / "x"], capfd)  # in this process: faster
         assert_one_line_error(p, 2, needle)
         assert not (tmp_path / "x").exists()
 

@@ -8,6 +8,7 @@ import soundfile as sf
 import torch
 
 from conftest import CLIP, REPO, SHARED, assert_one_line_error, run_cli
+from test_bad_inputs import invoke
 
 TINY = REPO / "tests" / "tiny.gin"
 
@@ -102,21 +103,34 @@ def test_silence_and_one_sample(checkpoint, tmp_path):
         assert v.shape == audio.T.shape and np.isfinite(v).all() and np.allclose(v + i, audio.T, atol=1e-6)
 
 
-def test_separate_bad_inputs(checkpoint, tmp_path):
+def _toolkit(capfd, *args, check=None):
+    """``toolkit ARGS`` in this process (the CLI's code path without an interpreter start-up)."""
+    done = invoke(list(args), capfd)
+    if check is not None:
+        assert done.returncode == check, f"exit {done.returncode}\nstderr:\n{done.stderr[-3000:]}"
+    return done
+
+
+def test_separate_bad_inputs(checkpoint, tmp_path, capfd):
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "text.wav").write_text("not audio at all")
     (tmp_path / "nofiles").mkdir()
     for bad, needle in ((tmp_path / "missing.wav", "no such"), (tmp_path / "empty.wav", "empty"),
                         (tmp_path / "text.wav", "not a readable audio file"), (tmp_path / "nofiles", "no audio")):
-        p = run_cli("separate", bad, "--checkpoint", checkpoint, "--out", tmp_path / "o")
+        p = _toolkit(capfd, "separate", bad, "--checkpoint", checkpoint, "--out", tmp_path / "o")
         assert_one_line_error(p, 2, needle)
     good = tmp_path / "g.wav"
     sf.write(good, _song(22050, 1).T, 22050)
     for ckpt in (tmp_path / "none.pt", good):
-        assert_one_line_error(run_cli("separate", good, "--checkpoint", ckpt, "--out", tmp_path / "o"), 2, "checkpoint")
-    assert_one_line_error(run_cli("separate", good, "--checkpoint", checkpoint, "--steps", "0", "--out", tmp_path / "o"), 2, "--steps")
-    assert_one_line_error(run_cli("separate", good, "--checkpoint", checkpoint, "--segment", "0.001", "--out", tmp_path / "o"), 2, "--segment")
+        assert_one_line_error(_toolkit(capfd, "separate", good, "--checkpoint", ckpt, "--out", tmp_path / "o"), 2, "checkpoint")
+    assert_one_line_error(_toolkit(capfd, "separate", good, "--checkpoint", checkpoint, "--steps", "0", "--out", tmp_path / "o"),
+                                  2, "--steps")
+    assert_one_line_error(_toolkit(capfd, "separate", good, "--checkpoint", checkpoint, "--segment", "0.001", "--out",
+                                           tmp_path / "o"), 2, "--segment")
     assert not (tmp_path / "o" / "run" / "g").exists()
+    # one of them in a fresh interpreter, as a user runs it
+    assert_one_line_error(run_cli("separate", tmp_path / "text.wav", "--checkpoint", checkpoint, "--out", tmp_path / "o"),
+                          2, "not a readable audio file")
 
 
 @pytest.mark.skipif(not CLIP.exists(), reason=f"shared MUSDB18 clip not found at {CLIP}")
@@ -211,30 +225,30 @@ def test_compressed_inputs_and_formats(checkpoint, tmp_path):
     assert _sum_snr(folder, "mp3", mix) > 10  # two lossy encodings summed: the codec's precision, not exact
 
 
-def test_same_names_never_overwrite_and_template(checkpoint, tmp_path):
+def test_same_names_never_overwrite_and_template(checkpoint, tmp_path, capfd):
     for sub, ext in (("a", "flac"), ("b", "wav"), ("c", "wav")):
         (tmp_path / sub).mkdir()
         sf.write(tmp_path / sub / f"rock.{ext}", _song(22050, 1, seed=ord(sub)).T, 22050)
     out = tmp_path / "out"
-    p = run_cli("separate", tmp_path / "a" / "rock.flac", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint,
-                "--out", out, check=0)
+    p = _toolkit(capfd, "separate", tmp_path / "a" / "rock.flac", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint,
+                 "--out", out, check=0)
     assert "shares its name" in p.stderr
     assert sorted(x.name for x in (out / "run").iterdir()) == ["rock.flac", "rock.wav"]
     # same name and extension: told apart by folder
-    run_cli("separate", tmp_path / "b" / "rock.wav", tmp_path / "c" / "rock.wav", "--checkpoint", checkpoint,
-            "--out", out / "2", check=0)
+    _toolkit(capfd, "separate", tmp_path / "b" / "rock.wav", tmp_path / "c" / "rock.wav", "--checkpoint", checkpoint,
+             "--out", out / "2", check=0)
     assert sorted(x.name for x in (out / "2" / "run").iterdir()) == ["b-rock.wav", "c-rock.wav"]
     # a template that cannot tell them apart is refused before any work
-    p = run_cli("separate", tmp_path / "a" / "rock.flac", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint,
-                "--out", out / "3", "--filename", "{stem}.{ext}")
+    p = _toolkit(capfd, "separate", tmp_path / "a" / "rock.flac", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint,
+                 "--out", out / "3", "--filename", "{stem}.{ext}")
     assert_one_line_error(p, 2, "would both be written to")
     assert not (out / "3").exists()
-    assert_one_line_error(run_cli("separate", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint, "--out", out / "4",
-                                  "--filename", "{track}.{ext}"), 2, "needs {stem}")
-    assert_one_line_error(run_cli("separate", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint, "--out", out / "4",
-                                  "--filename", "{trak}/{stem}.{ext}"), 2, "unknown field {trak}")
-    run_cli("separate", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint, "--out", out / "5",
-            "--filename", "{track}-{stem}.{ext}", check=0)
+    assert_one_line_error(_toolkit(capfd, "separate", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint, "--out", out / "4",
+                                   "--filename", "{track}.{ext}"), 2, "needs {stem}")
+    assert_one_line_error(_toolkit(capfd, "separate", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint, "--out", out / "4",
+                                   "--filename", "{trak}/{stem}.{ext}"), 2, "unknown field {trak}")
+    _toolkit(capfd, "separate", tmp_path / "b" / "rock.wav", "--checkpoint", checkpoint, "--out", out / "5",
+             "--filename", "{track}-{stem}.{ext}", check=0)
     assert sorted(x.name for x in (out / "5").iterdir()) == ["rock-instrumental.wav", "rock-vocals.wav"]
 
 
@@ -248,20 +262,21 @@ def test_a_bad_file_does_not_stop_the_batch(checkpoint, tmp_path):
 
 
 @pytest.mark.skipif(not CLIP.exists(), reason=f"shared MUSDB18 clip not found at {CLIP}")
-def test_evaluate_reads_what_separate_wrote(checkpoint, tmp_path):
+def test_evaluate_reads_what_separate_wrote(checkpoint, tmp_path, capfd):
     stem = CLIP / "train" / "Music Delta - 80s Rock.stem.mp4"
     out = tmp_path / "sep"
-    run_cli("separate", stem, "--checkpoint", checkpoint, "--out", out, check=0)
+    _toolkit(capfd, "separate", stem, "--checkpoint", checkpoint, "--out", out, check=0)
     assert (out / "run" / "Music Delta - 80s Rock" / "instrumental.wav").exists()
-    run_cli("evaluate", "--estimates", out, "--root", CLIP, "--subset", "train", check=0)
+    _toolkit(capfd, "evaluate", "--estimates", out, "--root", CLIP, "--subset", "train", check=0)
     result = json.loads((out / "results.json").read_text())
     assert np.isfinite(result["model"]["vocals"]["SDR"]) and np.isfinite(result["baseline"]["vocals"]["SDR"])
     # two models' outputs side by side: the user must say which
-    run_cli("separate", stem, "--checkpoint", checkpoint, "--out", out, "--filename", "other/{track}/{stem}.{ext}", check=0)
-    p = run_cli("evaluate", "--estimates", out, "--root", CLIP, "--subset", "train", "--out", tmp_path / "e2")
+    _toolkit(capfd, "separate", stem, "--checkpoint", checkpoint, "--out", out, "--filename", "other/{track}/{stem}.{ext}",
+                     check=0)
+    p = _toolkit(capfd, "evaluate", "--estimates", out, "--root", CLIP, "--subset", "train", "--out", tmp_path / "e2")
     assert_one_line_error(p, 2, "point --estimates at one of them")
-    run_cli("evaluate", "--estimates", out / "other", "--root", CLIP, "--subset", "train", "--out", tmp_path / "e3",
-            "--no-baseline", check=0)
+    _toolkit(capfd, "evaluate", "--estimates", out / "other", "--root", CLIP, "--subset", "train", "--out", tmp_path / "e3",
+              "--no-baseline", check=0)
 
 
 def test_api_layouts_integer_pcm_and_layout_mistakes(checkpoint):
