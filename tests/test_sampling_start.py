@@ -102,8 +102,7 @@ def test_cli_and_gin_starts(tmp_path, capfd):
     song = tmp_path / "song.wav"
     sf.write(song, np.random.default_rng(0).uniform(-0.3, 0.3, (22050, 1)).astype(np.float32), 22050)
     for extra in ([], ["--start", "noise"], ["--start", "estimate", "--start-t", "0.3"]):  # in this process: faster
-        done = invoke(["separate", song, "--checkpoint", ckpt, "--out", tmp_path / "o", *extra], capfd)
-        assert done.returncode == 0, done.stderr
+        invoke(["separate", song, "--checkpoint", ckpt, "--out", tmp_path / "o", *extra], capfd, check=0)
     assert_one_line_error(invoke(["separate", song, "--checkpoint", ckpt, "--out", tmp_path / "o2", "--start-t", "1.5"],
                                  capfd), 2, "start_t")
     assert_one_line_error(run_cli("run", REPO / "experiments" / "quickstart.gin", tiny, "--gin_param",
