@@ -4,9 +4,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core: each worker and the processes it starts (CLI runs, loader
+    # workers) use one thread, so workers do not oversubscribe the cores; set before torch is imported
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -20,6 +26,29 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("MUSDB_PATH", raising=False)  # it would point every run at the developer's data
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gin():
+    # a CLI command run in this process leaves its gin bindings behind; a later test that builds a
+    # configurable part (e.g. STFTNormalizer()) would silently take them
+    yield
+    if "gin" in sys.modules:
+        sys.modules["gin"].clear_config()
+
+
+def wait_until(condition, proc: subprocess.Popen, what: str, timeout: float = 600.0) -> None:
+    """Poll ``condition()`` until it holds; fail naming ``what`` if ``proc`` exits first or ``timeout`` s pass.
+
+    The timeout only stops a hang: a busy machine can take many times the quiet duration.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None and not condition():
+            pytest.fail(f"the process exited ({proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout:.0f} s")
+        time.sleep(0.01)
 
 
 def run_cli(*args, cwd=REPO, env=None, timeout=600, check=None):
