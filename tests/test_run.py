@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +11,8 @@ import gin
 import pytest
 import torch
 
-from conftest import REPO, assert_one_line_error, run_cli
+from conftest import REPO, assert_one_line_error, run_cli, wait_until
+from toolkit.checkpoint import step_files
 
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.gin"))
 TINY = REPO / "tests" / "tiny.gin"
@@ -72,6 +72,11 @@ def _weights(path):
     return torch.load(path, weights_only=True)["model"]
 
 
+def _newest_step(run) -> int:
+    files = step_files(run / "checkpoints") if (run / "checkpoints").is_dir() else []
+    return int(files[-1].stem.split("_")[1]) if files else -1
+
+
 def _max_rel_diff(a, b):
     return max(((a[k].float() - b[k].float()).abs().max() / (b[k].float().abs().max() + 1e-12)).item() for k in a)
 
@@ -86,9 +91,8 @@ def test_sigkill_and_resume_matches_uninterrupted(workers, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "toolkit.cli", "run", str(REPO / "experiments" / "quickstart.gin"), str(TINY), *args, "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "checkpoints" / "step_4.pt").exists():
-        time.sleep(0.05)
+    # any step >= 4: with CHECKPOINT_EVERY=1 rotation may delete step_4.pt before a poll sees it
+    wait_until(lambda: _newest_step(out) >= 4, proc, "a checkpoint of step 4 or later")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "checkpoints" / "step_10.pt").exists(), "the run finished before it could be killed"
@@ -115,9 +119,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     cmd = [sys.executable, "-m", "toolkit.cli", "run", str(REPO / "experiments" / "quickstart.gin"), str(TINY),
            "--gin_param", "TRAIN_STEPS=100000", "--gin_param", "CHECKPOINT_EVERY=1", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "checkpoints" / "step_1.pt").exists():
-        time.sleep(0.05)
+    wait_until(lambda: _newest_step(out) >= 1, proc, "a first checkpoint")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err

@@ -3,11 +3,10 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, run_cli
+from conftest import REPO, assert_one_line_error, run_cli, wait_until
 from toolkit import sweep
 from toolkit.errors import UserError
 
@@ -44,9 +43,7 @@ def test_sweep_reuses_trainings_and_resumes_after_kill(tmp_path):
     cmd = [sys.executable, "-m", "toolkit.cli", "sweep", str(QUICK), str(TINY), "--grid", "SCHEDULE=linear,cosine",
            "--grid", "SAMPLING_STEPS=2,3", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(out.glob("cells/*/results.json"))) < 2:
-        time.sleep(0.05)
+    wait_until(lambda: len(list(out.glob("cells/*/results.json"))) >= 2, proc, "two finished cells")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = {p.parent.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*/results.json")}
