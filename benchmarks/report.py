@@ -76,6 +76,16 @@ RATIOS = (
             _time_ratio(f"test_loader_cold[{form}-w0]", f"test_loader_cold[{form}-w2]"),
             (">=", 1.7), f"first pass from an empty cache ({form} songs): segments/s with 2 workers / with 0")
       for form in ("wav", "stem_mp4")),
+    Ratio("cli_help_vs_python_startup", ("test_cli_help[help]", "test_python_startup"),
+          _time_ratio("test_cli_help[help]", "test_python_startup"),
+          ("<=", 8.0), "`toolkit --help` in a fresh interpreter / `python -c pass`"),
+    Ratio("synth_seconds_per_audio_second", ("test_synth_render[default]",),
+          lambda bs: _median(bs["test_synth_render[default]"])
+          / float(bs["test_synth_render[default]"]["extra_info"]["clip_seconds"]),
+          ("<=", 0.1), "seconds to render one second of a default-style synthetic song (44.1 kHz)"),
+    Ratio("synth_varied_vs_default", ("test_synth_render[varied]", "test_synth_render[default]"),
+          _time_ratio("test_synth_render[varied]", "test_synth_render[default]"),
+          ("<=", 2.0), "render time of a 'varied' song / a default song of the same length"),
     Ratio("separate_rtf", ("test_separate_clip",),
           lambda bs: _median(bs["test_separate_clip"]) / float(bs["test_separate_clip"]["extra_info"]["clip_seconds"]),
           None, "seconds of compute per second of audio, whole-clip separation"),

@@ -72,26 +72,17 @@ def test_bad_argument_is_one_line():
     assert_one_line_error(run_cli("run"), 2)
 
 
-def test_startup_is_fast_and_imports_nothing_heavy():
+def test_help_imports_nothing_heavy():
+    # its start-up time is benchmarks/test_bench_startup.py's (a stopwatch here would fail on a busy machine)
     import subprocess
     import sys
-    import time
 
     probe = ("import sys; from toolkit import cli; cli.build_parser(); "
              "print(sorted(m for m in ('torch', 'numpy', 'soundfile', 'torchaudio', 'matplotlib', 'museval') if m in sys.modules))")
     p = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert p.stdout.strip() == "[]", p.stdout
     for args in (["--help"], ["--version"], *[[cmd, "--help"] for cmd in ("run", "list", "data", "separate", "evaluate", "sweep")]):
-        best = min(_timed(run_cli, *args) for _ in range(3))  # best of three: a shared machine's load is not ours
-        assert best <= 0.5, (args, best)
-
-
-def _timed(fn, *args):
-    import time
-
-    t0 = time.perf_counter()
-    fn(*args, check=0)
-    return time.perf_counter() - t0
+        assert run_cli(*args, check=0).stdout.strip(), args
 
 
 def test_help_shows_defaults():
