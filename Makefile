@@ -25,8 +25,9 @@ $(STAMP): pyproject.toml
 quickstart: setup
 	$(VENV)/bin/toolkit run experiments/quickstart.gin
 
+# one worker per core (pytest-xdist), each test file on one worker so its module fixtures are built once
 test: setup
-	$(VENV)/bin/python -m pytest -q --durations=15 tests
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadscope --durations=15 tests
 
 bench: setup
 	$(VENV)/bin/python -m pytest -q benchmarks --benchmark-only
