@@ -11,7 +11,7 @@ work=${3:-$(mktemp -d "${TMPDIR:-/tmp}/ci-soak.XXXXXX")}
 [[ "$runs" =~ ^[0-9]+$ && "$hogged" =~ ^[0-9]+$ && "$hogged" -le "$runs" ]] \
   || { echo "ci_soak: RUNS and HOGGED must be whole numbers with HOGGED <= RUNS (got '$runs' '$hogged')" >&2; exit 2; }
 mkdir -p "$work"
-commit=$(git -C "$repo" rev-parse --short HEAD)
+commit=$(git -C "$repo" rev-parse --short HEAD)  # every run tests this commit, even if HEAD moves meanwhile
 echo "ci_soak: $runs fresh clones of $commit ($hogged with a busy core), logs in $work"
 hog_pid=
 stop_hog() { [ -n "$hog_pid" ] && kill "$hog_pid" 2>/dev/null; wait "$hog_pid" 2>/dev/null; hog_pid=; }
@@ -26,7 +26,8 @@ for i in $(seq 1 "$runs"); do
   if [ "$hogs_left" -gt 0 ] && { [ $((i % 2)) -eq 0 ] || [ "$hogs_left" -ge "$left" ]; }; then busy=1; fi
   dir="$work/run-$i"
   rm -rf "$dir"
-  git clone -q --no-hardlinks "$repo" "$dir/main" || { echo "ci_soak: clone failed" >&2; exit 1; }
+  { git clone -q --no-hardlinks "$repo" "$dir/main" && git -C "$dir/main" checkout -q "$commit"; } \
+    || { echo "ci_soak: could not clone $repo at $commit" >&2; exit 1; }
   [ -d "$repo/../shared" ] && ln -s "$(cd "$repo/../shared" && pwd)" "$dir/shared"
   if [ "$busy" -eq 1 ]; then
     python3 -c 'while True: pass' &
