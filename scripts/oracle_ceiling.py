@@ -1,11 +1,13 @@
 """The best vocal SDR that magnitude estimation with the mixture phase can reach on a MUSDB18 root.
 
 Diff-MSST estimates the instrumental *magnitude* and borrows the mixture's
-phase; even a perfect magnitude leaves the phase error. This scores the oracle:
-the true instrumental magnitude, clamped to the mixture's as in separation,
+phase; even a perfect magnitude leaves the phase error. This scores the oracle
+of a training target, clamped to the mixture's magnitude as in separation,
 with the mixture phase (and an optional post-filter), at the model's sample
-rate and STFT, vocals = mixture - instrumental. Same museval medians as
-``toolkit evaluate``, so the two tables compare directly.
+rate and STFT, vocals = mixture - instrumental: ``--target magnitude`` the
+true instrumental magnitude |I|, ``--target psa`` the phase-sensitive
+|I| cos(angle I - angle X), the magnitude nearest I given the mixture phase.
+Same museval medians as ``toolkit evaluate``, so the two tables compare directly.
 
     .venv/bin/python scripts/oracle_ceiling.py --root ~/.cache/diffmsst-toolkit/synthetic-<hash>
 """
@@ -22,18 +24,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from toolkit import registry  # noqa: E402
 from toolkit.audio import resample  # noqa: E402
-from toolkit.signal import POST_FILTERS, instrumental_to_vocals, post_filter  # noqa: E402
+from toolkit.signal import POST_FILTERS, instrumental_to_vocals, phase_sensitive_magnitude, post_filter  # noqa: E402
+
+TARGETS = ("magnitude", "psa")
 
 
-def oracle_estimates(track, sample_rate: int, n_fft: int, hop_length: int, kind: str) -> dict[str, np.ndarray]:
-    """{"vocals", "accompaniment"}: (samples, channels) at the track's rate, from the true instrumental magnitude."""
+def oracle_estimates(track, sample_rate: int, n_fft: int, hop_length: int, kind: str,
+                     target: str = "magnitude") -> dict[str, np.ndarray]:
+    """{"vocals", "accompaniment"}: (samples, channels) at the track's rate, from the true instrumental's ``target``."""
     transform = registry.get("transforms", "stft_normalizer")(n_fft=n_fft, hop_length=hop_length)
     rate = int(track.rate)
     mixture = torch.tensor(track.audio.T, dtype=torch.float32)[None]  # (1, channels, samples)
     instrumental = torch.tensor(track.targets["accompaniment"].audio.T, dtype=torch.float32)[None]
     mix, inst = (resample(x, rate, sample_rate) for x in (mixture, instrumental))
-    mix_stft = transform.stft(mix)
-    vocals_mag, inst_mag = instrumental_to_vocals(mix_stft.abs(), transform.stft(inst).abs())
+    mix_stft, inst_stft = transform.stft(mix), transform.stft(inst)
+    oracle = inst_stft.abs() if target == "magnitude" else phase_sensitive_magnitude(inst_stft, mix_stft)
+    vocals_mag, inst_mag = instrumental_to_vocals(mix_stft.abs(), oracle)
     _, inst_stft = post_filter(mix_stft, vocals_mag, inst_mag, kind=kind)
     inst_hat = resample(transform.istft(inst_stft, mix.shape[-1]), sample_rate, rate)[0, :, : mixture.shape[-1]]
     inst_hat = inst_hat.numpy()
@@ -48,6 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--n-fft", type=int, default=1024)
     p.add_argument("--hop-length", type=int, default=256)
     p.add_argument("--post-filter", default="none", choices=POST_FILTERS)
+    p.add_argument("--target", default="magnitude", choices=TARGETS,
+                   help="the oracle instrumental: its magnitude |I|, or the phase-sensitive |I| cos(angle I - angle X)")
     args = p.parse_args(argv)
     import musdb
 
@@ -61,11 +69,12 @@ def main(argv=None) -> int:
     if not tracks:
         print(f"error: no {args.subset} tracks under {args.root}", file=sys.stderr)
         return 2
-    oracle = medians(score_track(t, oracle_estimates(t, args.sample_rate, args.n_fft, args.hop_length, args.post_filter))
+    oracle = medians(score_track(t, oracle_estimates(t, args.sample_rate, args.n_fft, args.hop_length, args.post_filter,
+                                                      args.target))
                      for t in tracks)
     base = medians(score_track(t, {"vocals": t.audio, "accompaniment": t.audio}) for t in tracks)
     print(f"{len(tracks)} tracks, {args.sample_rate} Hz, n_fft {args.n_fft} / hop {args.hop_length}, "
-          f"post-filter {args.post_filter}")
+          f"post-filter {args.post_filter}, target {args.target}")
     for target in ("vocals", "accompaniment"):
         print(f"  oracle {target:13s} SDR {oracle[target]['SDR']:+.2f} dB  (mixture as estimate {base[target]['SDR']:+.2f})")
     print(f"  oracle vocal SDR gain over the mixture: {oracle['vocals']['SDR'] - base['vocals']['SDR']:+.2f} dB")

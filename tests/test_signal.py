@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from toolkit.errors import UserError
-from toolkit.signal import (POST_FILTERS, instrumental_to_vocals, post_filter, rescaled, unit_phasor,
-                            waveforms_from_estimate, with_phase)
+from toolkit.signal import (POST_FILTERS, instrumental_to_vocals, phase_sensitive_magnitude, post_filter, rescaled,
+                            unit_phasor, waveforms_from_estimate, with_phase)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLIP = DATA / "musdb18-sample" / "train" / "Music Delta - 80s Rock.stem.mp4"
@@ -172,3 +172,22 @@ def test_rescaled_keeps_the_phase_and_gives_silent_bins_the_new_magnitude():
     loud = stft[1:]  # no silent bin: the shortcut
     assert loud.abs().amin() > 0
     torch.testing.assert_close(rescaled(loud, loud.abs(), new[1:]), with_phase(new[1:], unit_phasor(loud)))
+
+
+def test_phase_sensitive_magnitude_is_the_nearest_magnitude_with_the_mixture_phase():
+    g = torch.Generator().manual_seed(0)
+    vocals, instrumental = (torch.complex(torch.randn(2, 1, 9, 7, generator=g), torch.randn(2, 1, 9, 7, generator=g))
+                            for _ in range(2))
+    mixture = vocals + instrumental
+    mixture[0, 0, 0, 0] = 0  # a silent mixture bin (the sources cancel)
+    psa_i, psa_v = phase_sensitive_magnitude(instrumental, mixture), phase_sensitive_magnitude(vocals, mixture)
+    mag = mixture.abs()
+    assert (psa_i >= 0).all() and (psa_i <= mag).all() and psa_i[0, 0, 0, 0] == 0
+    torch.testing.assert_close(psa_i + psa_v, mag)  # also where one projection was negative and clamped
+    assert ((instrumental * mixture.conj()).real < 0).any(), "the draw should exercise the clamp"
+    # nearest in each bin: no magnitude on a fine grid in [0, |X|] gets closer to the source
+    phase = unit_phasor(mixture)
+    grid = torch.linspace(0, 1, 401).reshape(-1, 1, 1, 1, 1) * mag
+    best = (instrumental - grid * phase).abs().min(dim=0).values
+    assert ((instrumental - psa_i * phase).abs() <= best + 1e-6).all()
+    torch.testing.assert_close(phase_sensitive_magnitude(mixture, mixture), mag)
