@@ -434,3 +434,38 @@ def test_ablation_sweep_compares_every_builtin_sampler_on_one_training(tmp_path)
     assert {cell.bindings["SAMPLER"] for cell in spec.cells} == {repr(name) for name in builtin}
     assert {cell.bindings["SAMPLING_STEPS"] for cell in spec.cells} == {"1", "2", "4", "8", "16", "32"}
     assert len(spec.cells) == 36 and len({cell.train_key for cell in spec.cells}) == 1
+
+
+# -- the mixture bound ---------------------------------------------------------------------------
+@pytest.mark.parametrize("steps", [1, 2, 4, 8])
+@pytest.mark.parametrize("sampler", ALL, ids=name)
+def test_mixture_clip_bounds_every_x0_estimate_by_cond(sampler, steps):
+    # a network whose x0 is 0.9 everywhere, under a mixture at 0.2 in half the bins: with clip_x0='mixture'
+    # every step must see the bounded estimate, so the whole trajectory equals that of a network that
+    # predicts min(0.9, cond) itself (a bound applied only at the end would leave the steps before apart)
+    diffusion = make(prediction="x0")
+    cond = torch.where(torch.arange(6) % 2 == 0, 0.2, 1.0).expand(2, 1, 8, 6).clone()
+
+    def run(value, clip_x0):
+        seen = []
+        out = sampler(lambda x_t, t, c: torch.full_like(x_t, 0.0) + value, diffusion, noise_like(cond, 0), cond=cond,
+                      steps=steps, clip_x0=clip_x0, generator=torch.Generator().manual_seed(1),
+                      callback=lambda i, n, x: seen.append(x.clone()), **STOCHASTIC_KW.get(sampler, {}))
+        return out, seen
+
+    bounded, bounded_path = run(0.9, "mixture")
+    reference, reference_path = run(torch.minimum(torch.tensor(0.9), cond), True)
+    for a, b in zip(bounded_path + [bounded], reference_path + [reference]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    torch.testing.assert_close(bounded, torch.minimum(torch.full_like(cond, 0.9), cond), atol=1e-5, rtol=0)
+    plain, _ = run(0.9, True)
+    assert (plain - bounded).abs().max() > 0.5  # the bound changed something
+
+
+@pytest.mark.parametrize("sampler", ALL, ids=name)
+def test_bad_clip_x0_is_a_user_error(sampler):
+    diffusion, x0 = make(), known_x0()
+    with pytest.raises(UserError, match="clip_x0 must be"):
+        sampler(oracle(diffusion, x0), diffusion, noise_like(x0, 0), cond=x0, steps=2, clip_x0="mix")
+    with pytest.raises(UserError, match="none was given"):
+        sampler(oracle(diffusion, x0), diffusion, noise_like(x0, 0), steps=2, clip_x0="mixture")

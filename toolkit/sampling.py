@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import torch
 
+from .errors import UserError
+
 DEFAULT_STEPS = 50
+CLIP_X0 = (True, False, "mixture")
 
 
 def sampling_steps(diffusion, steps: int | None) -> int:
@@ -30,18 +33,41 @@ def timestep_batch(x: torch.Tensor, timestep: int) -> torch.Tensor:
     return torch.full((x.shape[0],), int(timestep), dtype=torch.long, device=x.device)
 
 
-def x0_predictor(model_fn, diffusion, cond, clip_x0: bool):
+def check_clip_x0(clip_x0, cond, where: str) -> None:
+    """Refuse a ``clip_x0`` that is not one of ``CLIP_X0``, and 'mixture' without a ``cond`` to bound by."""
+    if not (isinstance(clip_x0, bool) or clip_x0 == "mixture"):
+        raise UserError(f"{where}: clip_x0 must be True (x0 in [-1, 1]), 'mixture' (x0 in [-1, cond]) or False, "
+                        f"got {clip_x0!r}")
+    if clip_x0 == "mixture" and cond is None:
+        raise UserError(f"{where}: clip_x0='mixture' bounds x0 by the conditioning mixture, and none was given")
+
+
+def clipped_x0(x0: torch.Tensor, cond: torch.Tensor | None, clip_x0) -> torch.Tensor:
+    """``x0: (batch, ...)`` bounded as ``clip_x0`` says: True [-1, 1]; 'mixture' [-1, cond]; False as is.
+
+    'mixture' keeps the instrumental at or below the mixture at every step, not
+    only at the end (``toolkit.signal.instrumental_to_vocals``): the transform
+    normalises target and mixture on the mixture's scale with one increasing
+    map, so x0 <= cond is instrumental magnitude <= mixture magnitude.
+    """
+    if clip_x0 is False:
+        return x0
+    x0 = x0.clamp(-1.0, 1.0)
+    return torch.minimum(x0, cond.to(x0.dtype)) if clip_x0 == "mixture" else x0
+
+
+def x0_predictor(model_fn, diffusion, cond, clip_x0):
     """``(x_t, timestep: int) -> x0 estimate`` in x_t's dtype, from one network evaluation.
 
     The raw prediction goes to x0 through ``diffusion.to_x0`` (float64
-    arithmetic; an x0 prediction is passed through untouched), then, with
-    ``clip_x0``, is clamped to the data range [-1, 1].
+    arithmetic; an x0 prediction is passed through untouched), then is bounded
+    by ``clipped_x0`` (``clip_x0``: one of ``CLIP_X0``, checked here).
     """
+    check_clip_x0(clip_x0, cond, "sampler")
 
     def predict(x_t: torch.Tensor, timestep: int) -> torch.Tensor:
         t = timestep_batch(x_t, timestep)
-        x0 = diffusion.to_x0(x_t, t, model_fn(x_t, t, cond)).to(x_t.dtype)
-        return x0.clamp(-1.0, 1.0) if clip_x0 else x0
+        return clipped_x0(diffusion.to_x0(x_t, t, model_fn(x_t, t, cond)).to(x_t.dtype), cond, clip_x0)
 
     return predict
 

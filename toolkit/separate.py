@@ -26,6 +26,7 @@ from . import registry
 from .audio import resample
 from .errors import UserError
 from .model import raw_fn
+from .sampling import check_clip_x0
 from .sampling_start import check_start, starting_point
 from .signal import instrumental_to_vocals, post_filter as apply_post_filter
 
@@ -50,6 +51,8 @@ def check_sampler_options(name: str, options: dict, where: str) -> None:
     if unknown:
         raise UserError(f"{where}: sampler '{name}' takes no option {', '.join(unknown)}; "
                         f"its options: {', '.join(takes) or 'none'} (choose another sampler or drop the option)")
+    if "clip_x0" in options:  # separation always conditions on the mixture, so 'mixture' has its bound
+        check_clip_x0(options["clip_x0"], True, f"{where}: sampler '{name}'")
 
 
 @dataclass

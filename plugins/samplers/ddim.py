@@ -7,7 +7,7 @@ import torch
 
 from toolkit import registry
 from toolkit.errors import UserError
-from toolkit.sampling import sampling_steps, standard_normal, timestep_batch
+from toolkit.sampling import check_clip_x0, clipped_x0, sampling_steps, standard_normal, timestep_batch
 
 
 @registry.register("samplers", "ddim")
@@ -30,13 +30,14 @@ def ddim(
     with ``t: LongTensor (batch,)`` of training timesteps (docs/samplers.md).
     ``steps`` network evaluations, by default 50 (or num_timesteps if smaller).
     ``eta = 0`` is deterministic; ``eta = 1`` has DDPM's posterior variance.
-    With ``clip_x0`` each x0 estimate is clamped to [-1, 1] and eps recomputed
-    from it (as improved-diffusion does); an x0 prediction reaches the update
+    With ``clip_x0`` (True: [-1, 1]; 'mixture': [-1, cond]) each x0 estimate is
+    bounded and eps recomputed from it (as improved-diffusion does); an x0 prediction reaches the update
     without a round trip through eps. ``callback(step_index, total_steps, x_t)``
     runs after every step.
     """
     if not eta >= 0.0:
         raise UserError(f"samplers.ddim: eta must be >= 0 (0 = deterministic, 1 = DDPM-like), got {eta}")
+    check_clip_x0(clip_x0, cond, "samplers.ddim")
     timesteps = diffusion.respace(sampling_steps(diffusion, steps), spacing)
     alphas_cumprod = diffusion.alphas_cumprod[timesteps].tolist()  # float64 host scalars per step
     model_timesteps = timesteps.tolist()
@@ -48,7 +49,7 @@ def ddim(
             pred = model_fn(x, t, cond)
             x0 = diffusion.to_x0(x, t, pred).to(x.dtype)
             if clip_x0:
-                x0 = x0.clamp(-1.0, 1.0)
+                x0 = clipped_x0(x0, cond, clip_x0)
                 eps = diffusion.predict_eps(x, t, x0)
             else:
                 eps = diffusion.to_eps(x, t, pred).to(x.dtype)

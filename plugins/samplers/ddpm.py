@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from toolkit import registry
-from toolkit.sampling import standard_normal, timestep_batch
+from toolkit.sampling import check_clip_x0, clipped_x0, standard_normal, timestep_batch
 
 
 @registry.register("samplers", "ddpm")
@@ -16,10 +16,11 @@ def ddpm(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, cal
     ``steps=None`` visits every timestep; fewer steps visit
     ``diffusion.respace(steps)`` with the betas recomputed from alphas_cumprod
     for that subset (improved-diffusion's respacing). The variance is the
-    clipped posterior one ("fixed small"). ``clip_x0`` clamps each x0 estimate
-    to [-1, 1]. ``callback(step_index, total_steps, x_t)`` runs after every
+    clipped posterior one ("fixed small"). ``clip_x0`` bounds each x0 estimate
+    (True: [-1, 1]; 'mixture': [-1, cond]). ``callback(step_index, total_steps, x_t)`` runs after every
     step, ``step_index`` counting from 0.
     """
+    check_clip_x0(clip_x0, cond, "samplers.ddpm")
     steps = diffusion.num_timesteps if steps is None else steps
     timesteps = diffusion.respace(steps)
     process = diffusion if steps == diffusion.num_timesteps else diffusion.respaced(timesteps)
@@ -30,8 +31,7 @@ def ddpm(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, cal
         for step, i in enumerate(reversed(range(total))):
             t_model, t_process = timestep_batch(x, model_timesteps[i]), timestep_batch(x, i)
             x0 = process.to_x0(x, t_process, model_fn(x, t_model, cond)).to(x.dtype)
-            if clip_x0:
-                x0 = x0.clamp(-1.0, 1.0)
+            x0 = clipped_x0(x0, cond, clip_x0)
             mean, _, log_variance = process.posterior(x0, x, t_process)
             if i > 0:  # the last step returns the mean: no noise is added at t = 0
                 x = mean + (0.5 * log_variance).exp() * standard_normal(x, generator)

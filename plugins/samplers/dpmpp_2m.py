@@ -27,7 +27,7 @@ def dpmpp_2m(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None,
     in diffusers' ``DPMSolverMultistepScheduler`` (``final_sigmas_type="zero"``),
     whose output this matches. The default spacing is time-uniform, the one the
     authors recommend for multistep DPM-Solver++ on high-resolution inputs.
-    ``clip_x0`` clamps each x0 estimate to [-1, 1]; ``generator`` is unused
+    ``clip_x0`` bounds each x0 estimate (True: [-1, 1]; 'mixture': [-1, cond]); ``generator`` is unused
     (deterministic). ``callback(step_index, total_steps, x_t)`` runs after every step.
     """
     timesteps = diffusion.respace(sampling_steps(diffusion, steps), spacing).flip(0).tolist()

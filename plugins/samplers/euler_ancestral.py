@@ -28,7 +28,7 @@ def euler_ancestral(model_fn, diffusion, x_T, *, cond=None, steps=None, generato
     ``sigma_down^2 + sigma_up^2 = s^2``; ``eta = 1`` is DDPM's posterior (with
     uniform spacing it gives DDPM's numbers), ``eta = 0`` plain Euler (DDIM).
     The step to sigma = 0 adds no noise. Default spacing: Karras et al.'s.
-    ``clip_x0`` clamps each x0 estimate to [-1, 1]. Noise comes from
+    ``clip_x0`` bounds each x0 estimate (True: [-1, 1]; 'mixture': [-1, cond]). Noise comes from
     ``generator``: same seed, same output. ``callback(step_index, total_steps,
     x_t)`` runs after every step.
     """

@@ -31,7 +31,7 @@ def heun(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, cal
     Euler (the network has no timestep there). The budget: ``n = steps // 2 + 1``
     sigmas, so an odd ``steps`` makes every step but the last a Heun step, and
     an even one also takes the step into the smallest nonzero sigma as Euler. ``clip_x0``
-    clamps each x0 estimate to [-1, 1]; ``generator`` is unused
+    bounds each x0 estimate (True: [-1, 1]; 'mixture': [-1, cond]); ``generator`` is unused
     (deterministic). ``callback(step_index, total_steps, x_t)`` runs after
     every step (``total_steps`` = n steps, not evaluations).
     """
