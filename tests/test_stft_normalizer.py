@@ -280,3 +280,45 @@ def test_gradients_reach_the_audio_through_encode_and_decode():
     spec.requires_grad_(True)
     tr.decode(spec, state).square().sum().backward()
     assert spec.grad is not None and torch.isfinite(spec.grad).all() and spec.grad.abs().sum() > 0
+
+
+# -- rms_level: an input that does not depend on the song's level ------------------------------------
+def _music(seed: int) -> torch.Tensor:
+    """(2, 1, samples): two items of tones plus noise at unlike levels, the quieter far below 1 in most bins."""
+    t = torch.arange(SR // 2) / SR
+    x = torch.stack([sum(torch.sin(2 * torch.pi * f * t) / (k + 1) for k, f in enumerate((110, 220, 445, 1320)))
+                     for _ in range(2)])[:, None] + noise((2, 1, SR // 2), seed)
+    return x * torch.tensor([0.3, 0.02])[:, None, None]
+
+
+def test_rms_level_makes_the_network_input_level_invariant():
+    audio, quieter = _music(0), _music(0) * 10 ** (-12 / 20)
+    invariant = STFTNormalizer(n_fft=1024, hop_length=256, rms_level=0.1)
+    spec, state = invariant.encode(audio)
+    spec_q, state_q = invariant.encode(quieter)
+    assert (spec - spec_q).abs().max() < 1e-3
+    target = 0.5 * audio  # an instrumental on the mixture's scale moves with it too
+    assert (invariant.encode_with(target, state) - invariant.encode_with(target * 10 ** (-12 / 20), state_q)).abs().max() < 1e-3
+    # the default follows the level: the same gain moves the input by several hundredths on average
+    plain = STFTNormalizer(n_fft=1024, hop_length=256)
+    assert (plain.encode(audio)[0] - plain.encode(quieter)[0]).abs().mean() > 0.03
+
+
+def test_rms_level_is_undone_exactly():
+    transform = STFTNormalizer(n_fft=1024, hop_length=256, rms_level=0.1)
+    audio = torch.cat([_music(1), torch.zeros(1, 1, SR // 2)])  # and a silent item
+    spec, state = transform.encode(audio)
+    assert state.gain.shape == (3,) and state.gain[2] == 1.0
+    assert snr_db(audio[:2], transform.decode(spec, state)[:2]) > 60
+    assert transform.decode(spec, state)[2].abs().max() == 0
+    torch.testing.assert_close(transform.magnitude(transform.normalize(state.mag, state), state), state.mag,
+                               rtol=1e-4, atol=1e-6)
+    one = state.select(1)
+    torch.testing.assert_close(transform.decode(spec[1:2], one), transform.decode(spec, state)[1:2])
+    assert torch.equal(state.to("cpu").gain, state.gain)
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, float("inf"), "loud"])
+def test_bad_rms_level_is_a_user_error(bad):
+    with pytest.raises(UserError, match="rms_level"):
+        STFTNormalizer(rms_level=bad)

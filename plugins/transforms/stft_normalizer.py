@@ -9,6 +9,11 @@ what the inverse needs: the mixture phase, each item's min/max and the
 signal length. Statistics are per item, never over the batch, so an item's
 spectrogram does not depend on what else was batched with it.
 
+With ``rms_level`` set, each item is first scaled to that RMS (the gain is kept
+in the state and undone by :meth:`STFTNormalizer.magnitude`), so the network's
+input does not depend on the song's level: ``log1p`` is nearly linear for the
+many bins below 1, so without it a quieter song looks different.
+
 Instrument and vocal targets are normalized with the *mixture's* state
 (:meth:`STFTNormalizer.encode_with`), so target and condition share one
 scale and ``mixture = instrumental + vocals`` keeps meaning in magnitude.
@@ -40,6 +45,8 @@ class SpecState:
     mag: (batch, channels, freq, frames) its magnitude, ``stft.abs()``.
     lo, hi: (batch,) per-item min and max of the compressed magnitude.
     length: samples per item of the original audio.
+    gain: (batch,) what each item's magnitudes were multiplied by before compression
+    (``rms_level``), or None for 1; ``stft`` and ``mag`` stay at the audio's own level.
 
     The mixture phase is kept as the STFT and its magnitude rather than as unit
     phasors: decoding rescales the STFT in one multiply, and encoding a training
@@ -51,6 +58,7 @@ class SpecState:
     lo: torch.Tensor
     hi: torch.Tensor
     length: int
+    gain: torch.Tensor | None = None
 
     @property
     def phase(self) -> torch.Tensor:
@@ -61,11 +69,20 @@ class SpecState:
         """The state of some items: ``index`` is an int, slice, list or bool/long tensor over batch."""
         if isinstance(index, int):
             index = slice(index, index + 1)
-        return replace(self, stft=self.stft[index], mag=self.mag[index], lo=self.lo[index], hi=self.hi[index])
+        return replace(self, stft=self.stft[index], mag=self.mag[index], lo=self.lo[index], hi=self.hi[index],
+                       gain=None if self.gain is None else self.gain[index])
 
     def to(self, device) -> "SpecState":
         return replace(self, stft=self.stft.to(device), mag=self.mag.to(device), lo=self.lo.to(device),
-                       hi=self.hi.to(device))
+                       hi=self.hi.to(device), gain=None if self.gain is None else self.gain.to(device))
+
+
+def _gained(mag: torch.Tensor, gain: torch.Tensor | None, undo: bool = False) -> torch.Tensor:
+    """``mag: (batch, ...)`` times (or, with ``undo``, divided by) each item's ``gain: (batch,)``; as is for None."""
+    if gain is None:
+        return mag
+    gain = gain.to(mag.dtype).reshape(-1, *([1] * (mag.dim() - 1)))
+    return mag / gain if undo else mag * gain
 
 
 @functools.lru_cache(maxsize=32)
@@ -98,6 +115,7 @@ class STFTNormalizer:
         compression: str = "log1p",
         normalization: str = "minmax",
         eps: float = 1e-8,
+        rms_level: float | None = None,
     ):
         if not isinstance(n_fft, int) or n_fft < 2:
             raise UserError(f"transforms.stft_normalizer.n_fft = {n_fft!r}; use an integer >= 2 (e.g. 2048)")
@@ -117,6 +135,10 @@ class STFTNormalizer:
             raise UserError(f"transforms.stft_normalizer.power = {power!r}; use a positive number (1: magnitude, 2: power)")
         if not (isinstance(eps, (int, float)) and eps > 0):
             raise UserError(f"transforms.stft_normalizer.eps = {eps!r}; use a small positive number (e.g. 1e-8)")
+        if rms_level is not None and not (isinstance(rms_level, (int, float)) and 0 < rms_level < math.inf):
+            raise UserError(f"transforms.stft_normalizer.rms_level = {rms_level!r}; use None (keep the level) or a "
+                            f"positive RMS to scale each item to (e.g. 0.1)")
+        self.rms_level = None if rms_level is None else float(rms_level)
         self.n_fft, self.hop_length, self.window, self.center = n_fft, hop_length, window, bool(center)
         self.power, self.compression, self.normalization, self.eps = float(power), compression, normalization, float(eps)
 
@@ -124,7 +146,7 @@ class STFTNormalizer:
         return (
             f"STFTNormalizer(n_fft={self.n_fft}, hop_length={self.hop_length}, window={self.window!r}, "
             f"center={self.center}, power={self.power}, compression={self.compression!r}, "
-            f"normalization={self.normalization!r}, eps={self.eps})"
+            f"normalization={self.normalization!r}, eps={self.eps}, rms_level={self.rms_level})"
         )
 
     # ----- shapes -----------------------------------------------------------
@@ -208,7 +230,7 @@ class STFTNormalizer:
 
     def normalize(self, mag: torch.Tensor, state: SpecState) -> torch.Tensor:
         """Linear ``mag: (batch, channels, freq, frames)`` -> ``spec`` on ``state``'s scale."""
-        return self._scale(self._compress(mag), state)
+        return self._scale(self._compress(_gained(mag, state.gain)), state)
 
     def _scale(self, compressed: torch.Tensor, state: SpecState) -> torch.Tensor:
         if self.normalization == "none":
@@ -219,9 +241,9 @@ class STFTNormalizer:
     def magnitude(self, spec: torch.Tensor, state: SpecState) -> torch.Tensor:
         """``spec: (batch, channels, freq, frames)`` -> linear magnitude (>= 0); inverse of :meth:`normalize`."""
         if self.normalization == "none":
-            return self._expand(spec)
+            return _gained(self._expand(spec), state.gain, undo=True)
         lo, span = self._span(state)
-        return self._expand((spec + 1).mul_(span / 2).add_(lo))
+        return _gained(self._expand((spec + 1).mul_(span / 2).add_(lo)), state.gain, undo=True)
 
     # ----- audio <-> normalized spec ---------------------------------------
     def encode(self, audio: torch.Tensor) -> tuple[torch.Tensor, SpecState]:
@@ -232,13 +254,15 @@ class STFTNormalizer:
         """
         complex_spec = self.stft(audio)
         mag = complex_spec.abs()
-        compressed = self._compress(mag, nonnegative=True)
+        gain = None if self.rms_level is None else self._gain(audio)
+        compressed = self._compress(_gained(mag, gain), nonnegative=True)
         state = SpecState(
             stft=complex_spec,
             mag=mag,
             lo=compressed.amin(dim=(1, 2, 3)),
             hi=compressed.amax(dim=(1, 2, 3)),
             length=audio.shape[-1],
+            gain=gain,
         )
         return self._scale(compressed, state), state
 
@@ -247,7 +271,12 @@ class STFTNormalizer:
 
         Values may leave [-1, 1] where the signal is louder than the mixture.
         """
-        return self._scale(self._compress(self.stft(audio).abs(), nonnegative=True), state)
+        return self._scale(self._compress(_gained(self.stft(audio).abs(), state.gain), nonnegative=True), state)
+
+    def _gain(self, audio: torch.Tensor) -> torch.Tensor:
+        """(batch,) factors that bring each item of ``audio: (batch, channels, samples)`` to ``rms_level`` (1 if silent)."""
+        rms = audio.double().pow(2).mean(dim=(1, 2)).sqrt()
+        return torch.where(rms > 0, self.rms_level / rms.clamp_min(torch.finfo(torch.float64).tiny), 1.0).to(audio.dtype)
 
     @property
     def _offset(self) -> float:
