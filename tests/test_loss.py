@@ -145,3 +145,20 @@ def test_magnitude_space_gradient_reaches_the_network():
                                                     make(x0, cond, vocals, torch.tensor([0, 5]), torch.zeros_like(x0)))
     parts["vocal"].backward()
     assert w.grad is not None and w.grad.abs().item() > 0
+
+
+def test_psa_targets_of_instrumental_and_vocals_add_up_to_the_mixture():
+    from toolkit.train import TrainConfig, target_spec
+
+    transform = registry.get("transforms", "stft_normalizer")(n_fft=256, hop_length=64)
+    g = torch.Generator().manual_seed(0)
+    vocals, instrumental = (0.1 * torch.randn(2, 1, 4000, generator=g) for _ in range(2))
+    cond, state = transform.encode(vocals + instrumental)
+    inst, voc = (target_spec(transform, a, state, "psa") for a in (instrumental, vocals))
+    total = transform.magnitude(inst, state) + transform.magnitude(voc, state)
+    torch.testing.assert_close(total, state.mag, rtol=1e-4, atol=1e-5)
+    # the magnitude target is the transform's own encoding, and differs from psa where the phases disagree
+    assert torch.equal(target_spec(transform, instrumental, state, "magnitude"), transform.encode_with(instrumental, state))
+    assert (target_spec(transform, instrumental, state, "magnitude") - inst).abs().mean() > 0.01
+    with pytest.raises(UserError, match="TrainConfig.target"):
+        TrainConfig(target="phase").check()

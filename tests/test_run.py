@@ -246,3 +246,12 @@ def test_base_config_trains_separates_and_evaluates_at_full_size(form, tiny_root
     assert run["evaluation"]["test"]["tracks"] == 1 and run["evaluation"]["test"]["seconds_audio"] == pytest.approx(2.0, abs=0.1)
     assert (out / "eval" / "test").is_dir()
     assert len(list((cache / "audio").glob("*.npy"))) == 2  # the base config reads both train songs from the disk cache
+
+
+def test_psa_target_trains_and_is_recorded(tmp_path):
+    out = tmp_path / "run"
+    run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, "--gin_param", "TARGET='psa'",
+            "--gin_param", "TRAIN_STEPS=2", "--out", out, check=0)
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert "TARGET = 'psa'" in state["config"] and state["step"] == 2
+    assert len(state["history"]) == 2 and torch.isfinite(torch.tensor(state["history"])).all()

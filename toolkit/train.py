@@ -30,6 +30,9 @@ from .errors import Interrupted, UserError
 from .loader import SlotBatches, batch_loader
 from .model import raw_fn
 from .parts import plain
+from .signal import phase_sensitive_magnitude
+
+TARGETS = ("magnitude", "psa")
 
 
 @gin.configurable
@@ -65,6 +68,7 @@ class TrainConfig:
     log_every: int = 10
     threads: int | None = None
     last_timestep_fraction: float = 0.0
+    target: str = "magnitude"  # TARGETS: what x0 and the vocal term learn
 
     def check(self) -> None:
         # A gin typo like BATCH_SIZE='x' or 2.5 must fail here, by name, not deep inside the loop.
@@ -93,11 +97,27 @@ class TrainConfig:
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
             raise UserError(f"TrainConfig.last_timestep_fraction = {value!r} must be a number in [0, 1] "
                             "(the share of each batch trained at the last timestep; 0 = uniform timesteps)")
+        if self.target not in TARGETS:
+            raise UserError(f"TrainConfig.target = {self.target!r} is not one of {', '.join(map(repr, TARGETS))} "
+                            "(the instrumental's magnitude, or its phase-sensitive magnitude); set TARGET in the gin file")
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["betas"] = list(d["betas"])
         return d
+
+
+def target_spec(transform, audio: torch.Tensor, state, target: str) -> torch.Tensor:
+    """What the network learns for a source ``audio: (batch, channels, samples)``, on the mixture ``state``'s scale.
+
+    'magnitude': its magnitude |S|; 'psa': the phase-sensitive |S| cos(angle S - angle X)
+    (``toolkit.signal.phase_sensitive_magnitude``), the magnitude nearest S given the
+    mixture phase that separation reconstructs with. The instrumental's and vocals'
+    psa targets add up to |X|, so vocals = mixture - instrumental holds for the targets.
+    """
+    if target == "magnitude":
+        return transform.encode_with(audio, state)
+    return transform.normalize(phase_sensitive_magnitude(transform.stft(audio), state.stft), state)
 
 
 def cosine_with_warmup(warmup: int, total: int, min_ratio: float):
@@ -339,8 +359,8 @@ class Trainer:
         tr = self.transform
         with torch.no_grad():
             cond, state = tr.encode(batch["mixture"])
-            x0 = tr.encode_with(batch["instrumental"], state)
-            vocals = tr.encode_with(batch["vocals"], state)
+            x0 = target_spec(tr, batch["instrumental"], state, self.cfg.target)
+            vocals = target_spec(tr, batch["vocals"], state, self.cfg.target)
         t = self.sample_timesteps(x0.shape[0]).to(self.device)
         noise = torch.randn(x0.shape, generator=self.noise_gen).to(self.device)
 

@@ -10,10 +10,17 @@ Where the vocal term is computed (``vocal_space``):
 - ``"normalized"``: in the network's space (compressed, min-max scaled), like
   the diffusion term; every time-frequency bin weighs alike, quiet or loud.
 - ``"magnitude"``: in linear STFT magnitude, divided by each item's RMS mixture
-  magnitude. With the mixture phase shared by both estimates, the squared
-  magnitude error is the waveform error that SDR counts (Parseval), so loud bins
-  weigh as they do in the score; the per-item scale keeps quiet songs in the loss
-  (the two spaces are compared in docs/results.md).
+  magnitude, so loud bins weigh as they do in the score; the per-item scale keeps
+  quiet songs in the loss (the two spaces are compared in docs/results.md).
+
+What it optimises: the diffusion term's minimiser is the x0 target, the vocal
+term's is the instrumental ``|X| - vocal target``. With ``TrainConfig.target =
+'magnitude'`` (|I|, |V|) those differ wherever the vocals do not have the
+mixture's phase, and the two terms pull toward different values; with 'psa'
+(``toolkit.train.target_spec``) both targets are phase-sensitive, add up to |X|,
+and both terms share one minimiser, the magnitude nearest the instrumental given
+the mixture phase, which is what minimises the waveform error of a mixture-phase
+reconstruction (Erdogan et al., ICASSP 2015).
 """
 from __future__ import annotations
 
