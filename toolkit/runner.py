@@ -166,7 +166,7 @@ def _run(stop, files, bindings, plugins, out, resume, console, data=None) -> dic
     preview_fn = make_preview_fn(built, valid_set, device, precision, cfg) if valid_set is not None else None
     train_net = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
     trainer = Trainer(net=train_net, diffusion=built.diffusion, transform=built.transform, loss_fn=built.loss_fn,
-                      train_set=train_set, valid_set=valid_set, cfg=cfg, seed=exp.seed, run_dir=out, meta=meta,
+                      train_set=train_set, cfg=cfg, seed=exp.seed, run_dir=out, meta=meta,
                       logger=logger, device=device, precision=precision, console=console, validate_fn=validate_fn,
                       preview_fn=preview_fn)
     trainer.set_rank(rank, world)

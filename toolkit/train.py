@@ -232,10 +232,10 @@ def adamw(params, device: torch.device, **kwargs) -> torch.optim.AdamW:
 class Trainer:
     """Runs the optimisation of one experiment into ``run_dir``; resumable bit for bit."""
 
-    def __init__(self, *, net, diffusion, transform, loss_fn, train_set, valid_set, cfg: TrainConfig, seed: int,
+    def __init__(self, *, net, diffusion, transform, loss_fn, train_set, cfg: TrainConfig, seed: int,
                  run_dir, meta: dict, logger, device, precision: str, console, validate_fn=None, preview_fn=None):
         self.net, self.diffusion, self.transform, self.loss_fn = net, diffusion, transform, loss_fn
-        self.train_set, self.valid_set = train_set, valid_set
+        self.train_set = train_set
         self.cfg, self.seed, self.meta = cfg, seed, meta
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -450,7 +450,7 @@ class Trainer:
         budget_hit = False
         columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-        with Progress(*columns, console=self.console, transient=False, disable=not self.console.is_terminal and False) as bar:
+        with Progress(*columns, console=self.console, transient=False) as bar:
             task = bar.add_task("train", total=cfg.steps, completed=self.step, info="")
             t_last = time.perf_counter()
             while self.step < cfg.steps:
