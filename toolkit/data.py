@@ -22,6 +22,7 @@ training, :class:`toolkit.segments.SegmentDataset` yields segments.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import os
 import re
 import subprocess
@@ -104,8 +105,9 @@ def resolve_root(root=None) -> Path:
 # ---------------------------------------------------------------- DBs and splits
 
 def _musdb_validation_names() -> list[str]:
-    with open(Path(musdb.__path__[0]) / "configs" / "mus.yaml") as f:
-        return list(yaml.safe_load(f)["validation_tracks"])
+    # musdb's own setup file, read as package data (the file musdb.DB loads for its official split)
+    text = (importlib.resources.files("musdb") / "configs" / "mus.yaml").read_text()
+    return list(yaml.safe_load(text)["validation_tracks"])
 
 
 def split_tracks(names) -> tuple[list[str], list[str], str]:
