@@ -12,7 +12,6 @@ import torch
 from .errors import UserError
 
 DEFAULT_STEPS = 50
-CLIP_X0 = (True, False, "mixture")
 
 
 def sampling_steps(diffusion, steps: int | None) -> int:
@@ -33,12 +32,12 @@ def timestep_batch(x: torch.Tensor, timestep: int) -> torch.Tensor:
     return torch.full((x.shape[0],), int(timestep), dtype=torch.long, device=x.device)
 
 
-def check_clip_x0(clip_x0, cond, where: str) -> None:
-    """Refuse a ``clip_x0`` that is not one of ``CLIP_X0``, and 'mixture' without a ``cond`` to bound by."""
+def check_clip_x0(clip_x0, where: str, has_cond: bool = True) -> None:
+    """Refuse a ``clip_x0`` other than True, 'mixture' or False, and 'mixture' without a cond to bound by."""
     if not (isinstance(clip_x0, bool) or clip_x0 == "mixture"):
         raise UserError(f"{where}: clip_x0 must be True (x0 in [-1, 1]), 'mixture' (x0 in [-1, cond]) or False, "
                         f"got {clip_x0!r}")
-    if clip_x0 == "mixture" and cond is None:
+    if clip_x0 == "mixture" and not has_cond:
         raise UserError(f"{where}: clip_x0='mixture' bounds x0 by the conditioning mixture, and none was given")
 
 
@@ -61,9 +60,9 @@ def x0_predictor(model_fn, diffusion, cond, clip_x0):
 
     The raw prediction goes to x0 through ``diffusion.to_x0`` (float64
     arithmetic; an x0 prediction is passed through untouched), then is bounded
-    by ``clipped_x0`` (``clip_x0``: one of ``CLIP_X0``, checked here).
+    by ``clipped_x0`` (``clip_x0`` checked here).
     """
-    check_clip_x0(clip_x0, cond, "sampler")
+    check_clip_x0(clip_x0, "sampler", has_cond=cond is not None)
 
     def predict(x_t: torch.Tensor, timestep: int) -> torch.Tensor:
         t = timestep_batch(x_t, timestep)

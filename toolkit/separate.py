@@ -51,8 +51,8 @@ def check_sampler_options(name: str, options: dict, where: str) -> None:
     if unknown:
         raise UserError(f"{where}: sampler '{name}' takes no option {', '.join(unknown)}; "
                         f"its options: {', '.join(takes) or 'none'} (choose another sampler or drop the option)")
-    if "clip_x0" in options:  # separation always conditions on the mixture, so 'mixture' has its bound
-        check_clip_x0(options["clip_x0"], True, f"{where}: sampler '{name}'")
+    if "clip_x0" in options:  # separation always conditions on the mixture: 'mixture' has its bound
+        check_clip_x0(options["clip_x0"], f"{where}: sampler '{name}'")
 
 
 @dataclass

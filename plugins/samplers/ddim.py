@@ -37,7 +37,7 @@ def ddim(
     """
     if not eta >= 0.0:
         raise UserError(f"samplers.ddim: eta must be >= 0 (0 = deterministic, 1 = DDPM-like), got {eta}")
-    check_clip_x0(clip_x0, cond, "samplers.ddim")
+    check_clip_x0(clip_x0, "samplers.ddim", has_cond=cond is not None)
     timesteps = diffusion.respace(sampling_steps(diffusion, steps), spacing)
     alphas_cumprod = diffusion.alphas_cumprod[timesteps].tolist()  # float64 host scalars per step
     model_timesteps = timesteps.tolist()

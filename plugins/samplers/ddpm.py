@@ -20,7 +20,7 @@ def ddpm(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, cal
     (True: [-1, 1]; 'mixture': [-1, cond]). ``callback(step_index, total_steps, x_t)`` runs after every
     step, ``step_index`` counting from 0.
     """
-    check_clip_x0(clip_x0, cond, "samplers.ddpm")
+    check_clip_x0(clip_x0, "samplers.ddpm", has_cond=cond is not None)
     steps = diffusion.num_timesteps if steps is None else steps
     timesteps = diffusion.respace(steps)
     process = diffusion if steps == diffusion.num_timesteps else diffusion.respaced(timesteps)
