@@ -248,10 +248,11 @@ def test_base_config_trains_separates_and_evaluates_at_full_size(form, tiny_root
     assert len(list((cache / "audio").glob("*.npy"))) == 2  # the base config reads both train songs from the disk cache
 
 
-def test_psa_target_trains_and_is_recorded(tmp_path):
+def test_psa_target_and_unrolled_fine_tuning_train_and_are_recorded(tmp_path):
     out = tmp_path / "run"
     run_cli("run", REPO / "experiments" / "quickstart.gin", TINY, "--gin_param", "TARGET='psa'",
-            "--gin_param", "TRAIN_STEPS=2", "--out", out, check=0)
+            "--gin_param", "UNROLL_STEPS=2", "--gin_param", "TrainConfig.unroll_fraction=0.5",
+            "--gin_param", "TRAIN_STEPS=2", "--out", out, check=0)  # step 1 of 2 is unrolled
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
-    assert "TARGET = 'psa'" in state["config"] and state["step"] == 2
+    assert "TARGET = 'psa'" in state["config"] and "UNROLL_STEPS = 2" in state["config"] and state["step"] == 2
     assert len(state["history"]) == 2 and torch.isfinite(torch.tensor(state["history"])).all()

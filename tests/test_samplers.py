@@ -171,15 +171,22 @@ def test_bad_options():
 
 
 @pytest.mark.parametrize("sampler", ALL, ids=name)
-def test_runs_without_grad(sampler):
-    diffusion, x_T = make(num=10), torch.zeros(1, 1, 2, 2)
+def test_the_caller_chooses_the_gradient_mode(sampler):
+    """No sampler turns gradients off itself: separation samples under inference mode, and unrolled
+    fine-tuning (TrainConfig.unroll_steps) backpropagates through the sampler into the network."""
+    diffusion, x_T = make(num=10, prediction="x0"), noise_like(torch.zeros(1, 1, 2, 2), 0)
     weight = torch.ones((), requires_grad=True)
 
     def model_fn(x_t, t, cond):
-        assert not torch.is_grad_enabled()
-        return weight * x_t
+        return weight * 0.5 * torch.tanh(x_t)  # inside [-1, 1]: no clamp cuts the gradient
 
-    assert not sampler(model_fn, diffusion, x_T, steps=3, generator=torch.Generator().manual_seed(0)).requires_grad
+    def run():
+        return sampler(model_fn, diffusion, x_T, steps=3, generator=torch.Generator().manual_seed(0))
+
+    with torch.no_grad():
+        assert not run().requires_grad
+    run().square().sum().backward()
+    assert weight.grad is not None and float(weight.grad.abs()) > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -305,3 +305,36 @@ def test_api_layouts_integer_pcm_and_layout_mistakes(checkpoint):
         sep(torch.zeros(1, 4410, 2), 44100)
     with pytest.raises(UserError, match="expected"):
         sep(np.zeros((1, 1, 2, 10)), 44100)
+
+
+def test_samples_average_the_instrumental_magnitude(checkpoint, monkeypatch):
+    """--samples K: the instrumental magnitude is the mean of K samples' magnitudes (not of their x0)."""
+    from toolkit import Separator
+
+    mix = torch.from_numpy(_song(22050, 1, seconds=2.0, seed=4))[None]
+    eng1 = Separator.from_checkpoint(checkpoint, steps=2).engine
+    eng2 = Separator.from_checkpoint(checkpoint, steps=2, samples=2).engine
+    cond, state = eng1.transform.encode(mix)
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.rand(cond.shape, generator=gen) * 2 - 1 for _ in range(2))
+    calls = []
+    monkeypatch.setattr(eng2, "sample", lambda cond, seeds, progress=None: calls.append(seeds) or (a, b)[len(calls) - 1])
+    mean_mag = (eng1.transform.magnitude(a, state) + eng1.transform.magnitude(b, state)) / 2
+    monkeypatch.setattr(eng1, "sample", lambda cond, seeds, progress=None: eng1.transform.normalize(mean_mag, state))
+    averaged, reference = eng2.instrumental(mix, [5]), eng1.instrumental(mix, [5])
+    assert calls == [[5], [5 + 104_729]]
+    assert (averaged - reference).abs().max() < 1e-4 * reference.abs().max()
+    in_x0 = eng1.instrumental  # the mean of the x0s instead: a different estimate, so the check above can fail
+    monkeypatch.setattr(eng1, "sample", lambda cond, seeds, progress=None: (a + b) / 2)
+    assert (in_x0(mix, [5]) - reference).abs().max() > 1e-2 * reference.abs().max()
+
+
+def test_sampling_overrides_from_the_command_line(checkpoint, tmp_path, capfd):
+    song = tmp_path / "a.wav"
+    sf.write(song, _song(22050, 1, seconds=2.0).T, 22050)
+    _toolkit(capfd, "separate", song, "--checkpoint", checkpoint, "--out", tmp_path / "o", "--steps", "2",
+             "--clip-x0", "mixture", "--samples", "2", check=0)
+    assert (tmp_path / "o" / "run" / "a" / "vocals.wav").exists()
+    assert_one_line_error(_toolkit(capfd, "separate", song, "--checkpoint", checkpoint, "--samples", "0", "--out",
+                                   tmp_path / "p"), 2, "--samples")
+    assert not list((tmp_path / "p").rglob("*.wav"))

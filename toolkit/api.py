@@ -32,7 +32,13 @@ class Separator:
                         post_filter: str | None = None, seed: int = 0, segment: float | None = None,
                         start: str | None = None, start_t: float | None = None,
                         overlap: float = 0.25, batch_size: int = 4, device: str = "auto",
-                        precision: str = "auto") -> "Separator":
+                        precision: str = "auto", sampler_options: dict | None = None,
+                        samples: int = 1) -> "Separator":
+        """The checkpoint's EMA model with its recorded sampling settings; each argument given overrides one.
+
+        ``sampler_options`` (e.g. ``{'clip_x0': 'mixture'}``) are added to the
+        sampler's recorded ones; ``samples`` K averages K samples' magnitudes.
+        """
         registry.load_builtin_plugins()
         dev = resolve_device(device)
         state = checkpoint.load(path, map_location=dev)
@@ -70,18 +76,22 @@ class Separator:
             raise UserError(f"--overlap {overlap} must be in [0, 1)")
         if batch_size < 1:
             raise UserError(f"--batch-size {batch_size} must be >= 1")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise UserError(f"--samples {samples} must be a whole number >= 1 (how many samples are averaged)")
         if start == "noise" and start_t is None:
             start_t = 1.0  # pure noise starts at the top, whatever the checkpoint's start was
         settings = built.settings(sampler=sampler, steps=steps, post_filter=post_filter, seed=seed, start=start,
                                   start_t=start_t,
                                   segment_seconds=None if segment is None else float(segment), overlap=overlap,
-                                  batch_size=batch_size)
+                                  batch_size=batch_size, samples=samples)
+        settings.sampler_options.update(sampler_options or {})
         if eta is not None:
             settings.sampler_options["eta"] = float(eta)
         check_start(settings.start, settings.start_t, settings.steps, built.diffusion.num_timesteps,
                     "--start" if start is not None or start_t is not None else "the checkpoint's sampling start")
         check_sampler_options(settings.sampler, settings.sampler_options,
-                              "--eta" if eta is not None else "the checkpoint's sampler options")
+                              "--eta" if eta is not None else "sampler options" if sampler_options
+                              else "the checkpoint's sampler options")
         engine = built.engine(net, device=dev, precision=prec, settings=settings)
         return cls(engine, {**meta, "step": state.get("step")})
 

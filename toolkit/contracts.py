@@ -110,7 +110,10 @@ class Batch:
     ``t``: LongTensor (batch,); ``noise``: like ``x0``. ``to_magnitude`` maps
     a spec to linear STFT magnitude with this batch's state; ``to_vocals``
     maps an instrumental estimate to the vocal spec it implies (the mixture's
-    magnitude minus it, floored at 0, normalized again).
+    magnitude minus it, floored at 0, normalized again). ``x0_hat``, when
+    given, is an instrumental estimate made by a sampler the trainer ran with
+    gradients (``TrainConfig.unroll_steps``): the loss scores it against
+    ``x0`` instead of a one-timestep prediction.
     """
 
     x0: torch.Tensor
@@ -120,6 +123,7 @@ class Batch:
     noise: torch.Tensor
     to_magnitude: Callable[[torch.Tensor], torch.Tensor]
     to_vocals: Callable[[torch.Tensor], torch.Tensor]
+    x0_hat: torch.Tensor | None = None
 
 
 class Loss(Protocol):

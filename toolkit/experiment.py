@@ -92,6 +92,9 @@ class Experiment:
             registry.name_of(kind, value)
         if self.train.validation_sampler is not None:
             registry.name_of("samplers", self.train.validation_sampler)
+        if self.train.unroll_steps:
+            registry.name_of("samplers", self.train.unroll_sampler)
+            check_sampling_steps(self.train.unroll_steps, self.num_timesteps, "TrainConfig.unroll_steps =")
         check_sampler_options(registry.name_of("samplers", self.sampler), self.sampler_options, "Experiment.sampler_options")
         for name in self.loggers:
             registry.name_of("loggers", name)

@@ -67,6 +67,7 @@ class SeparationSettings:
     overlap: float = 0.25
     batch_size: int = 4
     seed: int = 0
+    samples: int = 1  # K: the instrumental magnitude is the mean of K samples (the posterior mean as K grows)
 
 
 def ola_window(length: int) -> torch.Tensor:
@@ -95,26 +96,29 @@ class Engine:
     @torch.inference_mode()
     def instrumental(self, mixture: torch.Tensor, seeds: list[int], progress: Callable | None = None) -> torch.Tensor:
         """mixture: (n, channels, samples) at the model rate -> instrumental (n, channels, samples)."""
-        s = self.settings
         mixture = mixture.to(self.device, torch.float32)
         cond, state = self.transform.encode(mixture)
+        inst_mag = sum(self.transform.magnitude(self.sample(cond, [int(sd) + 104_729 * k for sd in seeds], progress), state)
+                       for k in range(self.settings.samples)) / self.settings.samples
+        mix_stft = self.transform.stft(mixture)
+        voc_mag, inst_mag = instrumental_to_vocals(mix_stft.abs(), inst_mag)
+        _, inst_stft = apply_post_filter(mix_stft, voc_mag, inst_mag, kind=self.settings.post_filter)
+        return self.transform.istft(inst_stft, mixture.shape[-1])
+
+    def sample(self, cond: torch.Tensor, seeds: list[int], progress: Callable | None = None) -> torch.Tensor:
+        """One sample x0 of the instrumental given ``cond: (n, channels, freq, frames)``, clamped to [-1, 1]; item i's noise from ``seeds[i]``."""
+        s = self.settings
         noise = torch.stack([
-            torch.randn(cond.shape[1:], generator=torch.Generator().manual_seed(int(seed)))
+            torch.randn(cond.shape[1:], generator=torch.Generator().manual_seed(seed))
             for seed in seeds
         ]).to(self.device)
-        generator = torch.Generator(device=self.device).manual_seed(int(seeds[0]) + 7919)
+        generator = torch.Generator(device=self.device).manual_seed(seeds[0] + 7919)
         diffusion, x_T, steps = starting_point(self.diffusion, self.model_fn, cond, noise, start=s.start,
                                                start_t=s.start_t, steps=s.steps, generator=generator)
         kwargs = dict(cond=cond, steps=steps, generator=generator)
         if progress is not None:
             kwargs["callback"] = progress
-        x0 = self.sampler(self.model_fn, diffusion, x_T, **kwargs, **s.sampler_options)
-        mix_stft = self.transform.stft(mixture)
-        mix_mag = mix_stft.abs()
-        inst_mag = self.transform.magnitude(x0.float().clamp(-1, 1), state)
-        voc_mag, inst_mag = instrumental_to_vocals(mix_mag, inst_mag)
-        _, inst_stft = apply_post_filter(mix_stft, voc_mag, inst_mag, kind=s.post_filter)
-        return self.transform.istft(inst_stft, mixture.shape[-1])
+        return self.sampler(self.model_fn, diffusion, x_T, **kwargs, **s.sampler_options).float().clamp(-1, 1)
 
 
 def chunk_starts(total: int, segment: int, hop: int) -> list[int]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import __version__, checkpoint
+from . import __version__, checkpoint, registry
 from .contracts import Batch
 from .ema import EMA
 from .errors import Interrupted, UserError
@@ -69,12 +69,15 @@ class TrainConfig:
     threads: int | None = None
     last_timestep_fraction: float = 0.0
     target: str = "magnitude"  # TARGETS: what x0 and the vocal term learn
+    unroll_steps: int = 0  # > 0: the last unroll_fraction of the steps train through this many sampler steps
+    unroll_fraction: float = 0.2
+    unroll_sampler: str = "ddim"
 
     def check(self) -> None:
         # A gin typo like BATCH_SIZE='x' or 2.5 must fail here, by name, not deep inside the loop.
         for name in ("batch_size", "steps", "grad_accum", "keep_last", "log_every", "checkpoint_every",
                      "validate_every", "warmup_steps", "max_nonfinite", "num_workers", "validation_segments_per_song",
-                     "preview_every", "preview_steps"):
+                     "preview_every", "preview_steps", "unroll_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise UserError(f"TrainConfig.{name} = {value!r} must be a whole number; "
@@ -88,7 +91,8 @@ class TrainConfig:
                      "preview_steps"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"TrainConfig.{name} = {getattr(self, name)} must be >= 1")
-        for name in ("checkpoint_every", "validate_every", "warmup_steps", "max_nonfinite", "num_workers", "preview_every"):
+        for name in ("checkpoint_every", "validate_every", "warmup_steps", "max_nonfinite", "num_workers", "preview_every",
+                     "unroll_steps"):
             if int(getattr(self, name)) < 0:
                 raise UserError(f"TrainConfig.{name} = {getattr(self, name)} must be >= 0")
         if not self.lr > 0:
@@ -97,6 +101,10 @@ class TrainConfig:
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
             raise UserError(f"TrainConfig.last_timestep_fraction = {value!r} must be a number in [0, 1] "
                             "(the share of each batch trained at the last timestep; 0 = uniform timesteps)")
+        value = self.unroll_fraction
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value <= 1.0:
+            raise UserError(f"TrainConfig.unroll_fraction = {value!r} must be a number in (0, 1] "
+                            "(the last share of the training steps that backpropagates through the sampler)")
         if self.target not in TARGETS:
             raise UserError(f"TrainConfig.target = {self.target!r} is not one of {', '.join(map(repr, TARGETS))} "
                             "(the instrumental's magnitude, or its phase-sensitive magnitude); set TARGET in the gin file")
@@ -363,6 +371,12 @@ class Trainer:
             vocals = target_spec(tr, batch["vocals"], state, self.cfg.target)
         t = self.sample_timesteps(x0.shape[0]).to(self.device)
         noise = torch.randn(x0.shape, generator=self.noise_gen).to(self.device)
+        model_fn = raw_fn(self.train_fn, self.device, self.precision)
+        x0_hat = None
+        if self.unrolling():  # the sampler separation runs, from the same noise, with gradients through every step
+            sampler = registry.get("samplers", self.cfg.unroll_sampler)
+            x0_hat = sampler(model_fn, self.diffusion, noise, cond=cond, steps=self.cfg.unroll_steps,
+                             generator=self.noise_gen)
 
         def to_magnitude(spec):
             return tr.magnitude(spec, state)
@@ -371,8 +385,20 @@ class Trainer:
             inst_mag = to_magnitude(x0_hat.clamp(-1, 1))
             return tr.normalize(torch.clamp(state.mag - inst_mag, min=0.0), state)
 
-        data = Batch(x0=x0, cond=cond, vocals=vocals, t=t, noise=noise, to_magnitude=to_magnitude, to_vocals=to_vocals)
-        return self.loss_fn(raw_fn(self.train_fn, self.device, self.precision), self.diffusion, data)
+        data = Batch(x0=x0, cond=cond, vocals=vocals, t=t, noise=noise, to_magnitude=to_magnitude, to_vocals=to_vocals,
+                     x0_hat=x0_hat)
+        return self.loss_fn(model_fn, self.diffusion, data)
+
+    def unrolling(self) -> bool:
+        """Whether this step fine-tunes through the sampler: the last ``unroll_fraction`` of the steps, with ``unroll_steps``.
+
+        Unrolled fine-tuning (Lay et al. 2023, "Single and Few-step Diffusion for
+        Generative Speech Enhancement", arXiv:2309.09677): the loss scores what an
+        ``unroll_steps``-evaluation sampler returns from noise, so the network learns
+        to make those evaluations add up, instead of each one denoising a true x_t.
+        """
+        cfg = self.cfg
+        return cfg.unroll_steps > 0 and self.step >= cfg.steps - round(cfg.unroll_fraction * cfg.steps)
 
     def train_step(self) -> dict | None:
         cfg = self.cfg

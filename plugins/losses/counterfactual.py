@@ -68,15 +68,20 @@ class CounterfactualLoss:
         """Loss of ``net`` on one :class:`~toolkit.contracts.Batch` -> (total: scalar, parts: {"diffusion", "vocal", "total"}).
 
         ``net(x_t, t, cond)`` returns a prediction of type ``diffusion.prediction``.
+        With ``batch.x0_hat`` (a sampler's estimate) the first term is MSE(x0_hat, x0),
+        the predictive loss of unrolled fine-tuning (Lay et al. 2023, arXiv:2309.09677).
         Raises FloatingPointError on a non-finite total.
         """
         x0, cond, vocals, t = batch.x0, batch.cond, batch.vocals, batch.t
-        x_t = diffusion.q_sample(x0, t, batch.noise)
-        pred = net(x_t, t, cond)
         # losses in float32 even under autocast: bf16 squares of small errors underflow
-        pred = pred.float()
-        diffusion_part = F.mse_loss(pred, diffusion.training_target(x0, batch.noise, t, x_t).float())
-        x0_hat = diffusion.to_x0(x_t.float(), t, pred)
+        if batch.x0_hat is not None:  # a sampler's estimate (unrolled fine-tuning): the predictive loss
+            x0_hat = batch.x0_hat.float()
+            diffusion_part = F.mse_loss(x0_hat, x0.float())
+        else:
+            x_t = diffusion.q_sample(x0, t, batch.noise)
+            pred = net(x_t, t, cond).float()
+            diffusion_part = F.mse_loss(pred, diffusion.training_target(x0, batch.noise, t, x_t).float())
+            x0_hat = diffusion.to_x0(x_t.float(), t, pred)
         if self.vocal_space == "magnitude":
             vocal_part = F.mse_loss(*relative_magnitudes(batch.to_magnitude, x0_hat, cond, vocals))
         else:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 
 from toolkit import registry
 from toolkit.errors import UserError
@@ -43,21 +42,20 @@ def ddim(
     model_timesteps = timesteps.tolist()
     total = len(model_timesteps)
     x = x_T
-    with torch.no_grad():
-        for step, i in enumerate(reversed(range(total))):
-            t = timestep_batch(x, model_timesteps[i])
-            pred = model_fn(x, t, cond)
-            x0 = diffusion.to_x0(x, t, pred).to(x.dtype)
-            if clip_x0:
-                x0 = clipped_x0(x0, cond, clip_x0)
-                eps = diffusion.predict_eps(x, t, x0)
-            else:
-                eps = diffusion.to_eps(x, t, pred).to(x.dtype)
-            alpha, alpha_prev = alphas_cumprod[i], (alphas_cumprod[i - 1] if i > 0 else 1.0)
-            sigma = eta * math.sqrt((1.0 - alpha_prev) / (1.0 - alpha) * (1.0 - alpha / alpha_prev))
-            x = math.sqrt(alpha_prev) * x0 + math.sqrt(max(1.0 - alpha_prev - sigma**2, 0.0)) * eps
-            if sigma > 0.0:
-                x = x + sigma * standard_normal(x, generator)
-            if callback is not None:
-                callback(step, total, x)
+    for step, i in enumerate(reversed(range(total))):
+        t = timestep_batch(x, model_timesteps[i])
+        pred = model_fn(x, t, cond)
+        x0 = diffusion.to_x0(x, t, pred).to(x.dtype)
+        if clip_x0:
+            x0 = clipped_x0(x0, cond, clip_x0)
+            eps = diffusion.predict_eps(x, t, x0)
+        else:
+            eps = diffusion.to_eps(x, t, pred).to(x.dtype)
+        alpha, alpha_prev = alphas_cumprod[i], (alphas_cumprod[i - 1] if i > 0 else 1.0)
+        sigma = eta * math.sqrt((1.0 - alpha_prev) / (1.0 - alpha) * (1.0 - alpha / alpha_prev))
+        x = math.sqrt(alpha_prev) * x0 + math.sqrt(max(1.0 - alpha_prev - sigma**2, 0.0)) * eps
+        if sigma > 0.0:
+            x = x + sigma * standard_normal(x, generator)
+        if callback is not None:
+            callback(step, total, x)
     return x

@@ -1,8 +1,6 @@
 """Ancestral DDPM sampling (Ho et al. 2020), optionally over a respaced subset of timesteps."""
 from __future__ import annotations
 
-import torch
-
 from toolkit import registry
 from toolkit.sampling import check_clip_x0, clipped_x0, standard_normal, timestep_batch
 
@@ -27,16 +25,15 @@ def ddpm(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, cal
     model_timesteps = timesteps.tolist()  # host ints: building t in the loop needs no device sync
     total = len(model_timesteps)
     x = x_T
-    with torch.no_grad():
-        for step, i in enumerate(reversed(range(total))):
-            t_model, t_process = timestep_batch(x, model_timesteps[i]), timestep_batch(x, i)
-            x0 = process.to_x0(x, t_process, model_fn(x, t_model, cond)).to(x.dtype)
-            x0 = clipped_x0(x0, cond, clip_x0)
-            mean, _, log_variance = process.posterior(x0, x, t_process)
-            if i > 0:  # the last step returns the mean: no noise is added at t = 0
-                x = mean + (0.5 * log_variance).exp() * standard_normal(x, generator)
-            else:
-                x = mean
-            if callback is not None:
-                callback(step, total, x)
+    for step, i in enumerate(reversed(range(total))):
+        t_model, t_process = timestep_batch(x, model_timesteps[i]), timestep_batch(x, i)
+        x0 = process.to_x0(x, t_process, model_fn(x, t_model, cond)).to(x.dtype)
+        x0 = clipped_x0(x0, cond, clip_x0)
+        mean, _, log_variance = process.posterior(x0, x, t_process)
+        if i > 0:  # the last step returns the mean: no noise is added at t = 0
+            x = mean + (0.5 * log_variance).exp() * standard_normal(x, generator)
+        else:
+            x = mean
+        if callback is not None:
+            callback(step, total, x)
     return x

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 
 from toolkit import registry
 from toolkit.sampling import sampling_steps, x0_predictor
@@ -36,20 +35,19 @@ def dpmpp_2m(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None,
     predict_x0 = x0_predictor(model_fn, diffusion, cond, clip_x0)
     total = len(timesteps)
     x, previous, h_previous = x_T, None, 0.0
-    with torch.no_grad():
-        for i, t in enumerate(timesteps):
-            x0 = predict_x0(x, t)
-            if i + 1 == total:  # to sigma = 0: the solution is the x0 estimate itself
-                x = x0
-            else:
-                h = lam[i + 1] - lam[i]
-                d = x0
-                if previous is not None:
-                    r = h_previous / h
-                    d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * previous
-                ratio = math.sqrt((1.0 - abar[i + 1]) / (1.0 - abar[i]))
-                x = ratio * x - math.sqrt(abar[i + 1]) * math.expm1(-h) * d
-                previous, h_previous = x0, h
-            if callback is not None:
-                callback(i, total, x)
+    for i, t in enumerate(timesteps):
+        x0 = predict_x0(x, t)
+        if i + 1 == total:  # to sigma = 0: the solution is the x0 estimate itself
+            x = x0
+        else:
+            h = lam[i + 1] - lam[i]
+            d = x0
+            if previous is not None:
+                r = h_previous / h
+                d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * previous
+            ratio = math.sqrt((1.0 - abar[i + 1]) / (1.0 - abar[i]))
+            x = ratio * x - math.sqrt(abar[i + 1]) * math.expm1(-h) * d
+            previous, h_previous = x0, h
+        if callback is not None:
+            callback(i, total, x)
     return x

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 
 from toolkit import registry
 from toolkit.errors import UserError
@@ -39,16 +38,15 @@ def euler_ancestral(model_fn, diffusion, x_T, *, cond=None, steps=None, generato
     predict_x0 = x0_predictor(model_fn, diffusion, cond, clip_x0)
     total = len(timesteps)
     x = x_T  # x_t = sqrt(abar) * y, kept at the network's scale
-    with torch.no_grad():
-        for i, t in enumerate(timesteps):
-            s = sigma[i + 1]
-            sigma_up = min(s, eta * s * math.sqrt(max(1.0 - (s / sigma[i]) ** 2, 0.0)))
-            down = math.sqrt(s**2 - sigma_up**2) / sigma[i]  # sigma_down / sigma
-            alpha, alpha_next = math.sqrt(abar[i]), math.sqrt(abar[i + 1])
-            x0 = predict_x0(x, t)
-            x = alpha_next / alpha * down * x + alpha_next * (1.0 - down) * x0
-            if sigma_up > 0.0:
-                x = x + alpha_next * sigma_up * standard_normal(x, generator)
-            if callback is not None:
-                callback(i, total, x)
+    for i, t in enumerate(timesteps):
+        s = sigma[i + 1]
+        sigma_up = min(s, eta * s * math.sqrt(max(1.0 - (s / sigma[i]) ** 2, 0.0)))
+        down = math.sqrt(s**2 - sigma_up**2) / sigma[i]  # sigma_down / sigma
+        alpha, alpha_next = math.sqrt(abar[i]), math.sqrt(abar[i + 1])
+        x0 = predict_x0(x, t)
+        x = alpha_next / alpha * down * x + alpha_next * (1.0 - down) * x0
+        if sigma_up > 0.0:
+            x = x + alpha_next * sigma_up * standard_normal(x, generator)
+        if callback is not None:
+            callback(i, total, x)
     return x

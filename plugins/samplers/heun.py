@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 
 from toolkit import registry
 from toolkit.sampling import noise_levels, sampling_steps, x0_predictor
@@ -42,17 +41,16 @@ def heun(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, cal
     predict_x0 = x0_predictor(model_fn, diffusion, cond, clip_x0)
     total = len(timesteps)
     x = x_T  # x_t = sqrt(abar) * y, kept at the network's scale
-    with torch.no_grad():
-        for i, t in enumerate(timesteps):
-            ratio = sigma[i + 1] / sigma[i]
-            alpha_next = math.sqrt(abar[i + 1])
-            x0 = predict_x0(x, t)
-            x_euler = math.sqrt((1.0 - abar[i + 1]) / (1.0 - abar[i])) * x + alpha_next * (1.0 - ratio) * x0
-            if i < heun_steps:
-                x0_next = predict_x0(x_euler, timesteps[i + 1])
-                x = x_euler + alpha_next * 0.5 * (1.0 - 1.0 / ratio) * (x0 - x0_next)
-            else:
-                x = x_euler
-            if callback is not None:
-                callback(i, total, x)
+    for i, t in enumerate(timesteps):
+        ratio = sigma[i + 1] / sigma[i]
+        alpha_next = math.sqrt(abar[i + 1])
+        x0 = predict_x0(x, t)
+        x_euler = math.sqrt((1.0 - abar[i + 1]) / (1.0 - abar[i])) * x + alpha_next * (1.0 - ratio) * x0
+        if i < heun_steps:
+            x0_next = predict_x0(x_euler, timesteps[i + 1])
+            x = x_euler + alpha_next * 0.5 * (1.0 - 1.0 / ratio) * (x0 - x0_next)
+        else:
+            x = x_euler
+        if callback is not None:
+            callback(i, total, x)
     return x

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 
 from toolkit import registry
 from toolkit.sampling import sampling_steps, x0_predictor
@@ -35,23 +34,22 @@ def unipc(model_fn, diffusion, x_T, *, cond=None, steps=None, generator=None, ca
     x = x_T
     x0s = []  # x0 estimates of the visited timesteps, newest last
     x_last = None  # the previous step's (corrected) starting point
-    with torch.no_grad():
-        for i, t in enumerate(timesteps):
-            x0s.append(predict_x0(x, t))
-            if i > 0:  # UniC: redo step i-1 -> i with the new estimate
-                x = _corrected(x_last, x0s, lam, alpha, sigma, i, order=1 if i == 1 else 2)
-            if i + 1 == total:  # to sigma = 0: the solution is the x0 estimate itself
-                x = x0s[-1]
-            else:  # UniP: DDIM for the first step, then DPM-Solver++(2M)
-                x_last = x
-                h = lam[i + 1] - lam[i]
-                x = sigma[i + 1] / sigma[i] * x - alpha[i + 1] * math.expm1(-h) * x0s[-1]
-                if i > 0:
-                    r = (lam[i - 1] - lam[i]) / h
-                    x = x - alpha[i + 1] * math.expm1(-h) * 0.5 * (x0s[-2] - x0s[-1]) / r
-                x0s = x0s[-2:]
-            if callback is not None:
-                callback(i, total, x)
+    for i, t in enumerate(timesteps):
+        x0s.append(predict_x0(x, t))
+        if i > 0:  # UniC: redo step i-1 -> i with the new estimate
+            x = _corrected(x_last, x0s, lam, alpha, sigma, i, order=1 if i == 1 else 2)
+        if i + 1 == total:  # to sigma = 0: the solution is the x0 estimate itself
+            x = x0s[-1]
+        else:  # UniP: DDIM for the first step, then DPM-Solver++(2M)
+            x_last = x
+            h = lam[i + 1] - lam[i]
+            x = sigma[i + 1] / sigma[i] * x - alpha[i + 1] * math.expm1(-h) * x0s[-1]
+            if i > 0:
+                r = (lam[i - 1] - lam[i]) / h
+                x = x - alpha[i + 1] * math.expm1(-h) * 0.5 * (x0s[-2] - x0s[-1]) / r
+            x0s = x0s[-2:]
+        if callback is not None:
+            callback(i, total, x)
     return x
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import add_start_arguments
+from . import add_sampling_arguments, add_start_arguments, sampling_overrides
 
 
 def add_parser(sub, parent):
@@ -22,6 +22,7 @@ def add_parser(sub, parent):
     p.add_argument("--post-filter", choices=("none", "soft", "wiener"))
     p.add_argument("--seed", type=int, default=0)
     add_start_arguments(p)
+    add_sampling_arguments(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-baseline", action="store_true", help="skip scoring the mixture-as-estimate baseline")
     p.set_defaults(func=main)
@@ -67,7 +68,8 @@ def main(args) -> int:
 
         sep = Separator.from_checkpoint(args.checkpoint, sampler=args.sampler, steps=args.steps,
                                         post_filter=args.post_filter, seed=args.seed,
-                                        start=args.start, start_t=args.start_t, device=args.device)
+                                        start=args.start, start_t=args.start_t, device=args.device,
+                                        **sampling_overrides(args))
 
         def separate(mixture, rate, track):
             return separate_array(sep.engine, mixture, rate)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..output_names import DEFAULT_TEMPLATE
-from . import add_start_arguments
+from . import add_sampling_arguments, add_start_arguments, sampling_overrides
 
 
 def add_parser(sub, parent):
@@ -21,6 +21,7 @@ def add_parser(sub, parent):
     p.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
     p.add_argument("--seed", type=int, default=0)
     add_start_arguments(p)
+    add_sampling_arguments(p)
     p.add_argument("--segment", type=float, help="segment length in seconds (default: the training length)")
     p.add_argument("--overlap", type=float, default=0.25)
     p.add_argument("--batch-size", type=int, default=4)
@@ -53,7 +54,8 @@ def main(args) -> int:
         sep = Separator.from_checkpoint(args.checkpoint, sampler=args.sampler, steps=args.steps, eta=args.eta,
                                         post_filter=args.post_filter, seed=args.seed,
                                         start=args.start, start_t=args.start_t, segment=args.segment,
-                                        overlap=args.overlap, batch_size=args.batch_size, device=args.device)
+                                        overlap=args.overlap, batch_size=args.batch_size, device=args.device,
+                                        **sampling_overrides(args))
         console = Console(stderr=True)
         for note in notes:
             console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
