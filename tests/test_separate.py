@@ -338,3 +338,23 @@ def test_sampling_overrides_from_the_command_line(checkpoint, tmp_path, capfd):
     assert_one_line_error(_toolkit(capfd, "separate", song, "--checkpoint", checkpoint, "--samples", "0", "--out",
                                    tmp_path / "p"), 2, "--samples")
     assert not list((tmp_path / "p").rglob("*.wav"))
+
+
+def test_sampling_table_script(checkpoint, tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sampling_table", REPO / "scripts" / "sampling_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    root = torch.load(checkpoint, weights_only=True)["meta"]["parts"]["dataset"]["root"]
+    argv = ["--checkpoint", f"a-s0={checkpoint}", "--checkpoint", f"a-s1={checkpoint}", "--set", f"test={root}",
+            "--steps", "1", "2", "--clip-x0", "mixture", "--tracks", "1", "--out", str(tmp_path / "t")]
+    assert script.main(argv) == 0
+    table = json.loads((tmp_path / "t" / "table.json").read_text())["test"]
+    assert set(table) == {"steps1-clip_mixture-k1", "steps2-clip_mixture-k1"}
+    for by_label in table.values():
+        assert by_label["a-s0"] == by_label["a-s1"]  # the same checkpoint and seed: the same scores
+    md = (tmp_path / "t" / "table.md").read_text()
+    assert "a (mean of 2)" in md and f"{table['steps2-clip_mixture-k1']['a-s0']:+.2f}" in md
+    assert script.main(["--checkpoint", "x=/nonexistent.pt", "--set", f"test={root}", "--out", str(tmp_path / "u")]) == 2
+    assert "no such file" in capsys.readouterr().err
