@@ -72,7 +72,8 @@ def test_load_cached_segments(benchmark, sizes, segments_dataset, device, sync):
 
 @pytest.mark.benchmark(group="pipeline")
 def test_separate_clip(benchmark, sizes, make_denoiser, diffusion, device, precision):
-    from toolkit.separate import Engine, SeparationSettings, separate_array
+    from toolkit.separate import Engine, separate_array
+    from toolkit.settings import SeparationSettings
 
     transform = registry.get("transforms", "stft_normalizer")(**sizes.transform)
     settings = SeparationSettings(sampler="ddim", steps=sizes.sampling_steps, segment_seconds=sizes.segment_seconds,

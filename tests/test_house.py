@@ -13,6 +13,38 @@ LAZY_DEPENDENCIES = ("matplotlib", "wandb", "submitit", "diffusers")
 LAZY_CORE_PLACES = ("toolkit/cli.py", "toolkit/commands/", "toolkit/__init__.py")
 
 
+# The floors of the core, top to bottom: a module imports its own floor or the ones below, never one above.
+# The configuration (gin -> Experiment, checked) sits below training and separation and imports nothing of them.
+LAYERS = [
+    ("entry points", ["toolkit", "toolkit.cli", "toolkit.commands"]),
+    ("sweeps and launchers", ["toolkit.launch", "toolkit.sweep", "toolkit.sweep_report"]),
+    ("a run", ["toolkit.runner", "toolkit.run_data", "toolkit.final_eval", "toolkit.validation", "toolkit.tracking",
+               "toolkit.logger", "toolkit.listing"]),
+    ("training and separation", ["toolkit.train", "toolkit.api", "toolkit.separate_files", "toolkit.evaluate",
+                                 "toolkit.estimates", "toolkit.parts"]),
+    ("configuration", ["toolkit.config", "toolkit.gin_check", "toolkit.experiment"]),
+    ("the science and the data", ["toolkit.separate", "toolkit.model", "toolkit.diffusion", "toolkit.sampling",
+                                  "toolkit.sampling_start", "toolkit.signal", "toolkit.ema", "toolkit.loader",
+                                  "toolkit.checkpoint", "toolkit.data", "toolkit.segments", "toolkit.audio",
+                                  "toolkit.precision"]),
+    ("services", ["toolkit.registry", "toolkit.paths", "toolkit.io_utils", "toolkit.output_names", "toolkit.data_index"]),
+    ("ground floor", ["toolkit.errors", "toolkit.contracts", "toolkit.settings", "toolkit.stop"]),
+]
+
+
+def layer_of(module: str) -> int | None:
+    """Index in LAYERS of the longest prefix that names ``module`` (None: on no floor)."""
+    found = [(len(prefix), i) for i, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+             if module == prefix or module.startswith(prefix + ".")]
+    return max(found)[1] if found else None
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{module} ({LAYERS[layer_of(module)][0]}) imports {dep} ({LAYERS[layer_of(dep)][0]})"
+            for module, deps in sorted(graph.items()) for dep in sorted(deps)
+            if layer_of(module) is not None and layer_of(dep) is not None and layer_of(dep) < layer_of(module)]
+
+
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(REPO).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -116,3 +148,16 @@ def test_plugins_import_the_core_never_another_plugin():
             if not me.startswith(target):
                 bad.append(f"{path.relative_to(REPO)}:{line} imports {target}")
     assert not bad, "\n".join(sorted(set(bad)))
+
+
+def test_every_core_module_is_on_a_floor_and_imports_go_down():
+    graph = core_graph()
+    assert not [m for m in graph if layer_of(m) is None], "add the new module to a floor of LAYERS"
+    assert len(LAYERS) <= 8
+    bad = upward_imports(graph)
+    assert not bad, "\n".join(bad)
+
+
+def test_an_upward_import_is_found():
+    assert upward_imports({"toolkit.experiment": {"toolkit.train", "toolkit.errors"}}) == [
+        "toolkit.experiment (configuration) imports toolkit.train (training and separation)"]

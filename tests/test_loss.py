@@ -148,7 +148,8 @@ def test_magnitude_space_gradient_reaches_the_network():
 
 
 def test_psa_targets_of_instrumental_and_vocals_add_up_to_the_mixture():
-    from toolkit.train import TrainConfig, target_spec
+    from toolkit.settings import TrainConfig
+    from toolkit.train import target_spec
 
     transform = registry.get("transforms", "stft_normalizer")(n_fft=256, hop_length=64)
     g = torch.Generator().manual_seed(0)

@@ -476,7 +476,7 @@ def test_bad_clip_x0_is_a_user_error(sampler):
         sampler(oracle(diffusion, x0), diffusion, noise_like(x0, 0), cond=x0, steps=2, clip_x0="mix")
     with pytest.raises(UserError, match="none was given"):
         sampler(oracle(diffusion, x0), diffusion, noise_like(x0, 0), steps=2, clip_x0="mixture")
-    from toolkit.separate import check_sampler_options  # the check a run and `separate` make before any work
+    from toolkit.sampling import check_sampler_options  # the check a run and `separate` make before any work
 
     with pytest.raises(UserError, match="clip_x0 must be"):
         check_sampler_options(name(sampler), {"clip_x0": "mix"}, "Experiment.sampler_options")

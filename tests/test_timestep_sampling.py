@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from toolkit.errors import UserError
-from toolkit.train import Trainer, TrainConfig
+from toolkit.settings import TrainConfig
+from toolkit.train import Trainer
 
 
 def draw(fraction: float, batch: int = 4000, seed: int = 0, num_timesteps: int = 1000) -> torch.Tensor:

@@ -7,7 +7,8 @@ import torch
 from toolkit import registry
 from toolkit.diffusion import GaussianDiffusion
 from toolkit.errors import UserError
-from toolkit.train import Trainer, TrainConfig
+from toolkit.settings import TrainConfig
+from toolkit.train import Trainer
 
 registry.load_builtin_plugins()
 

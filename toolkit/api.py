@@ -16,7 +16,8 @@ from .errors import UserError
 from .diffusion import check_sampling_steps
 from .sampling_start import check_start
 from .precision import resolve_device, resolve_precision
-from .separate import Engine, check_sampler_options, separate_array
+from .sampling import check_sampler_options
+from .separate import Engine, separate_array
 from .signal import POST_FILTERS
 
 

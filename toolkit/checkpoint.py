@@ -22,6 +22,22 @@ REQUIRED_KEYS = ("model", "ema", "optimizer", "scheduler", "step", "rng", "confi
 _STEP_RE = re.compile(r"^step_(\d+)\.pt$")
 
 
+def plain(value):
+    """``value`` in plain Python types (lists, dicts, bool/int/float/str/None), as checkpoints keep it."""
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    for kind in (bool, int, float, str):  # subclasses (TorchVersion, numpy scalars) -> plain types
+        if isinstance(value, kind):
+            return kind(value)
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return str(value)
+
+
 def save(state: dict, ckpt_dir: Path, step: int, keep_last: int = 3) -> Path:
     """Write ``step_<N>.pt`` and ``last.pt`` atomically, then drop old step files."""
     ckpt_dir = Path(ckpt_dir)

@@ -14,10 +14,10 @@ import gin
 from . import registry
 from .diffusion import PREDICTIONS, check_sampling_steps
 from .errors import UserError
+from .sampling import check_sampler_options
 from .sampling_start import check_start
-from .separate import check_sampler_options
+from .settings import TrainConfig
 from .signal import POST_FILTERS
-from .train import TrainConfig
 
 
 @gin.configurable

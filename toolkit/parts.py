@@ -17,26 +17,12 @@ from dataclasses import dataclass
 import gin
 
 from . import registry
+from .checkpoint import plain
 from .diffusion import GaussianDiffusion
 from .errors import UserError
 from .model import Denoiser
-from .separate import Engine, SeparationSettings
-
-
-def plain(value):
-    """``value`` in plain Python types (lists, dicts, bool/int/float/str/None), as checkpoints keep it."""
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    for kind in (bool, int, float, str):  # subclasses (TorchVersion, numpy scalars) -> plain types
-        if isinstance(value, kind):
-            return kind(value)
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        return value.item()
-    return str(value)
+from .separate import Engine
+from .settings import SeparationSettings
 
 
 def bindings_of(kind: str, name: str) -> dict:

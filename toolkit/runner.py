@@ -26,7 +26,8 @@ from .logger import MultiLogger, NullLogger
 from .paths import check_writable_dir
 from .precision import machine_info, resolve_device, resolve_precision
 from .run_data import check_evaluation_roots, data_bindings, prepare_dataset_cache
-from .train import StopSignals, Trainer
+from .stop import StopSignals
+from .train import Trainer
 from .validation import make_preview_fn, make_validate_fn
 
 

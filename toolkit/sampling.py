@@ -7,8 +7,11 @@ timesteps ``0..num_timesteps-1``.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
+from . import registry
 from .errors import UserError
 
 DEFAULT_STEPS = 50
@@ -80,3 +83,28 @@ def standard_normal(x: torch.Tensor, generator: torch.Generator | None) -> torch
     """
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
+# what every sampler is given by the engine (toolkit.contracts.Sampler); the rest of its keywords are options
+SAMPLER_ARGUMENTS = ("model_fn", "diffusion", "x_T", "cond", "steps", "generator", "callback")
+
+
+def sampler_options(name: str) -> list[str] | None:
+    """The options (keywords beyond the contract's) that sampler ``name`` takes; None if it takes any (``**kwargs``)."""
+    fn = inspect.unwrap(registry.get("samplers", name))  # the function under gin's wrapper
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name not in SAMPLER_ARGUMENTS
+            and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def check_sampler_options(name: str, options: dict, where: str) -> None:
+    """Refuse options that sampler ``name`` does not take, naming the ones it does (``where``: how they were set)."""
+    takes = sampler_options(name)
+    unknown = [k for k in options if takes is not None and k not in takes]
+    if unknown:
+        raise UserError(f"{where}: sampler '{name}' takes no option {', '.join(unknown)}; "
+                        f"its options: {', '.join(takes) or 'none'} (choose another sampler or drop the option)")
+    if "clip_x0" in options:  # separation always conditions on the mixture: 'mixture' has its bound
+        check_clip_x0(options["clip_x0"], f"{where}: sampler '{name}'")

@@ -13,9 +13,7 @@ length: :func:`separate_file` streams from and to disk.
 """
 from __future__ import annotations
 
-import inspect
 import math
-from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
@@ -24,51 +22,11 @@ from einops import rearrange
 
 from . import registry
 from .audio import resample
-from .errors import UserError
 from .model import raw_fn
-from .sampling import check_clip_x0
+from .sampling import check_sampler_options
 from .sampling_start import check_start, starting_point
+from .settings import SeparationSettings
 from .signal import instrumental_to_vocals, post_filter as apply_post_filter
-
-# what every sampler is given by the engine (toolkit.contracts.Sampler); the rest of its keywords are options
-SAMPLER_ARGUMENTS = ("model_fn", "diffusion", "x_T", "cond", "steps", "generator", "callback")
-
-
-def sampler_options(name: str) -> list[str] | None:
-    """The options (keywords beyond the contract's) that sampler ``name`` takes; None if it takes any (``**kwargs``)."""
-    fn = inspect.unwrap(registry.get("samplers", name))  # the function under gin's wrapper
-    params = inspect.signature(fn).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return [p.name for p in params if p.name not in SAMPLER_ARGUMENTS
-            and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-
-
-def check_sampler_options(name: str, options: dict, where: str) -> None:
-    """Refuse options that sampler ``name`` does not take, naming the ones it does (``where``: how they were set)."""
-    takes = sampler_options(name)
-    unknown = [k for k in options if takes is not None and k not in takes]
-    if unknown:
-        raise UserError(f"{where}: sampler '{name}' takes no option {', '.join(unknown)}; "
-                        f"its options: {', '.join(takes) or 'none'} (choose another sampler or drop the option)")
-    if "clip_x0" in options:  # separation always conditions on the mixture: 'mixture' has its bound
-        check_clip_x0(options["clip_x0"], f"{where}: sampler '{name}'")
-
-
-@dataclass
-class SeparationSettings:
-    sampler: str = "ddim"
-    steps: int | None = 50
-    sampler_options: dict = field(default_factory=dict)
-    post_filter: str = "none"
-    start: str = "noise"  # toolkit.sampling_start.STARTS
-    start_t: float = 1.0
-    segment_seconds: float = 3.0
-    overlap: float = 0.25
-    batch_size: int = 4
-    seed: int = 0
-    samples: int = 1  # K: the instrumental magnitude is the mean of K samples (the posterior mean as K grows)
-
 
 def ola_window(length: int) -> torch.Tensor:
     """Hann window floored at 1e-3 so the normalising sum never vanishes: (length,)."""

@@ -42,7 +42,7 @@ def main(args) -> int:
     from ..output_names import model_name, output_paths
     from ..paths import check_writable_dir
     from ..separate_files import separate_file
-    from ..train import StopSignals
+    from ..stop import StopSignals
 
     # SIGINT/SIGTERM become a flag checked between chunks: the file being written is dropped (temp files
     # removed), finished files stay, exit 130/143. A second signal stops at once (still no partial file).
