@@ -77,7 +77,7 @@ def main(argv=None) -> int:
           f"post-filter {args.post_filter}, target {args.target}")
     for target in ("vocals", "accompaniment"):
         print(f"  oracle {target:13s} SDR {oracle[target]['SDR']:+.2f} dB  (mixture as estimate {base[target]['SDR']:+.2f})")
-    print(f"  oracle vocal SDR gain over the mixture: {oracle['vocals']['SDR'] - base['vocals']['SDR']:+.2f} dB")
+    print(f"  oracle vocal cSDR gain over the mixture (median over frames, then tracks): {oracle['vocals']['SDR'] - base['vocals']['SDR']:+.2f} dB")
     return 0
 
 

@@ -26,7 +26,7 @@ def test_oracle_ceiling_scores_a_synthetic_set(tmp_path, capsys):
 
 
 def _gain(stdout: str) -> float:
-    return float(re.search(r"oracle vocal SDR gain over the mixture: ([+-][\d.]+) dB", stdout).group(1))
+    return float(re.search(r"oracle vocal cSDR gain over the mixture \(median over frames, then tracks\): ([+-][\d.]+) dB", stdout).group(1))
 
 
 def test_oracle_ceiling_bad_root_is_one_line(tmp_path):

@@ -196,7 +196,7 @@ def test_final_evaluation_scores_test_and_unseen_sets(tmp_path):
         gain = res["model"]["vocals"]["SDR"] - res["baseline"]["vocals"]["SDR"]
         assert abs(res["vocal_sdr_gain"] - gain) < 1e-9
         assert (out / "eval" / key / "scores").is_dir() and list((out / "eval" / key / "estimates").rglob("vocals.wav"))
-    assert "vocal SDR gain over the mixture baseline" in p.stdout and (out / "results.md").is_file()
+    assert "vocal gain over the mixture baseline: cSDR" in p.stdout and (out / "results.md").is_file()
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["machine"]["cpu_capability"] and run_json["precision"] in ("bf16", "fp32")
 

@@ -264,9 +264,19 @@ def test_evaluate_reads_what_separate_wrote(checkpoint, tmp_path, capfd):
     out = tmp_path / "sep"
     _toolkit(capfd, "separate", stem, "--checkpoint", checkpoint, "--out", out, check=0)
     assert (out / "run" / "Music Delta - 80s Rock" / "instrumental.wav").exists()
-    _toolkit(capfd, "evaluate", "--estimates", out, "--root", CLIP, "--subset", "train", check=0)
+    printed = _toolkit(capfd, "evaluate", "--estimates", out, "--root", CLIP, "--subset", "train", check=0).stdout
     result = json.loads((out / "results.json").read_text())
     assert np.isfinite(result["model"]["vocals"]["SDR"]) and np.isfinite(result["baseline"]["vocals"]["SDR"])
+    # uSDR: the whole-track SDR of the files written, kept beside museval's JSON; both aggregations named
+    from toolkit.evaluate import whole_track_sdr
+    import musdb
+    track = musdb.DB(root=str(CLIP), subsets="train").tracks[0]
+    vocals, _ = sf.read(out / "run" / track.name / "vocals.wav", dtype="float32", always_2d=True)
+    vocals = vocals if vocals.shape[1] == track.audio.shape[1] else np.repeat(vocals, track.audio.shape[1], axis=1)
+    assert result["model"]["vocals"]["uSDR"] == pytest.approx(whole_track_sdr(track.targets["vocals"].audio, vocals), abs=0.05)
+    assert result["baseline"]["vocals"]["uSDR"] < result["model"]["vocals"]["uSDR"]
+    assert "cSDR" in result["aggregation"]["SDR"] and "whole-track" in result["aggregation"]["uSDR"]
+    assert "cSDR" in (out / "results.md").read_text() and "uSDR" in printed and "cSDR" in printed
     # two models' outputs side by side: the user must say which
     _toolkit(capfd, "separate", stem, "--checkpoint", checkpoint, "--out", out, "--filename", "other/{track}/{stem}.{ext}",
              check=0)

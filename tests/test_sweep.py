@@ -124,11 +124,11 @@ def test_report_of_36_cells_prints_table_fixed_decimals_and_frontier(tmp_path):
 
     assert _fake_cells(tmp_path) == 36
     p = run_cli("sweep", "--report", tmp_path, check=0)
-    assert "+1.00" in p.stdout and "voc SDR" in p.stdout  # the results table, printed
+    assert "+1.00" in p.stdout and "vocal and accompaniment cSDR" in " ".join(p.stdout.split())  # the results table, printed
     assert max(len(line) for line in p.stdout.splitlines()) <= 80
     md = (tmp_path / "results.md").read_text().splitlines()
     table = [ln for ln in md if ln.startswith("|")]
-    assert table[1] == "|---|---:|---|" + "---:|" * 10  # numbers right-aligned
+    assert table[1] == "|---|---:|---|" + "---:|" * 11  # numbers right-aligned
     assert "| +1.00 | +1.23 | +12.50 |" in table[2] and "| 0.0100 | 5.0 | 3 |" in table[2]  # fixed decimals
     assert (tmp_path / "sdr_vs_time.png").stat().st_size > 1000 and (tmp_path / "sdr_vs_steps.png").stat().st_size > 1000
     assert frontier([(1, 1.0), (2, 0.5), (3, 2.0), (0.5, 0.2)]) == [(0.5, 0.2), (1, 1.0), (3, 2.0)]

@@ -8,7 +8,7 @@ from rich.progress import Progress
 
 from . import parts
 from .data import open_db
-from .evaluate import evaluate_tracks, results_markdown, results_table, vocal_sdr_gain
+from .evaluate import TITLE, evaluate_tracks, results_markdown, results_table, vocal_sdr_gain
 from .io_utils import atomic_write_text
 from .separate import separate_array
 
@@ -44,12 +44,14 @@ def final_evaluation(exp, built: parts.Parts, ema_model, device, precision, out,
             task = bar.add_task(f"evaluate {key}", total=len(tracks))
             res = evaluate_tracks(tracks, separate, out / "eval" / key,
                                   progress=lambda i, n, name: bar.update(task, completed=i))
-        res["vocal_sdr_gain"] = vocal_sdr_gain(res)
+        res["vocal_sdr_gain"] = vocal_sdr_gain(res)  # cSDR
+        res["vocal_usdr_gain"] = vocal_sdr_gain(res, "uSDR")
         res["rtf"] = res["seconds_separation"] / max(1e-9, res["seconds_audio"])
         results[key] = res
-        console.print(results_table(res, title=f"{key} set: median over frames, then tracks (dB)"))
+        console.print(results_table(res, title=f"{key} set ({TITLE})"))
         if res["vocal_sdr_gain"] is not None:
-            console.print(f"[bold]{key}: vocal SDR gain over the mixture baseline {res['vocal_sdr_gain']:+.2f} dB[/] "
+            also = f", uSDR {res['vocal_usdr_gain']:+.2f} dB" if res["vocal_usdr_gain"] is not None else ""
+            console.print(f"[bold]{key}: vocal gain over the mixture baseline: cSDR {res['vocal_sdr_gain']:+.2f} dB{also}[/] "
                           f"({len(tracks)} tracks, separation {res['rtf']:.2f} s per s of audio)")
     atomic_write_text(out / "results.json", json.dumps(results, indent=2))
     md = "\n".join(f"## {k}\n\n{results_markdown(v)}" for k, v in results.items())

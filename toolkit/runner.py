@@ -221,6 +221,7 @@ def print_summary(console: Console, summary: dict) -> None:
              f"checkpoint  {Path(summary['run_dir']) / 'checkpoints' / 'last.pt'}"]
     for key, res in (summary.get("evaluation") or {}).items():
         if res.get("vocal_sdr_gain") is not None:
-            lines.append(f"{key + ' set':<12}vocal SDR {res['model']['vocals']['SDR']:+.2f} dB, "
-                         f"gain over mixture {res['vocal_sdr_gain']:+.2f} dB")
+            lines.append(f"{key + ' set':<12}vocal cSDR {res['model']['vocals']['SDR']:+.2f} dB, "
+                         f"gain over mixture {res['vocal_sdr_gain']:+.2f} dB"
+                         + (f" (uSDR gain {res['vocal_usdr_gain']:+.2f} dB)" if res.get("vocal_usdr_gain") is not None else ""))
     console.print(Panel.fit("\n".join(lines), title="summary"))

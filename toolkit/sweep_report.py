@@ -12,8 +12,11 @@ from rich.table import Table
 from .errors import UserError
 from .io_utils import atomic_path, atomic_write_text
 
+# museval's names: SDR is the cSDR (median over frames, then tracks); uSDR the mean over tracks of whole-track SDR
 COLUMNS = [("vocals", "SDR"), ("vocals", "SIR"), ("vocals", "SAR"),
-           ("accompaniment", "SDR"), ("accompaniment", "SIR"), ("accompaniment", "SAR")]
+           ("accompaniment", "SDR"), ("accompaniment", "SIR"), ("accompaniment", "SAR"), ("vocals", "uSDR")]
+AGGREGATION = ("vocals_SDR, accompaniment_SDR and the gain are **cSDR** (museval: median over 1 s frames, then over "
+               "tracks), as SIR and SAR; vocals_uSDR is the mean over tracks of the whole-track SDR")
 
 
 def _natural(name: str) -> list:
@@ -47,7 +50,7 @@ def rows(cells: list[dict], base: dict | None) -> tuple[list[str], list[list]]:
     for c in cells:
         s = c["scores"]
         row = [_value(c["bindings"].get(n, "")) for n in names]
-        row += [s.get(t, {}).get(m, float("nan")) for t, m in COLUMNS]
+        row += [s.get(t, {}).get(m, "" if m == "uSDR" else float("nan")) for t, m in COLUMNS]  # no uSDR: scored before it was kept
         voc = s.get("vocals", {}).get("SDR")
         row.append(voc - base_sdr if voc is not None and base_sdr is not None else "")
         row.append(c["separation_s_per_s"] if c.get("separation_s_per_s") is not None else "")
@@ -95,15 +98,16 @@ def markdown_table(header: list[str], table: list[list]) -> list[str]:
 SUMMARY = ("vocals_SDR", "accompaniment_SDR", "vocal_SDR_gain", "sep_s_per_s", "train_min")
 
 
-def summary_table(out: Path, title: str = "sweep results (dB; separation s per s of audio)"):
+def summary_table(out: Path, title: str = "sweep results: vocal and accompaniment cSDR (median over frames, then "
+                                           "tracks) and the vocal cSDR gain, dB; separation s per s of audio"):
     """A rich table of the finished cells for the terminal: bindings and the main scores, fixed decimals."""
     cells = collect(Path(out))
     base = json.loads((Path(out) / "baseline.json").read_text()) if (Path(out) / "baseline.json").exists() else None
     header, table = rows(cells, base)
     keep = [i for i, h in enumerate(header) if h in SUMMARY or not any(h.startswith(p) for p in ("vocals_", "accompaniment_", "tracks"))]
     numeric = _numeric(header, table)
-    short = {"vocals_SDR": "voc SDR", "accompaniment_SDR": "acc SDR", "vocal_SDR_gain": "gain", "sep_s_per_s": "s/s",
-             "train_min": "train min"}
+    short = {"vocals_SDR": "voc", "accompaniment_SDR": "acc", "vocal_SDR_gain": "gain", "sep_s_per_s": "s/s",
+             "train_min": "train min"}  # the scores are cSDR, as the title says
     result = Table(title=title)
     for i in keep:
         name = header[i].split(".")[-1]
@@ -126,11 +130,11 @@ def write_report(out: Path, base: dict | None = None, title: str = "Sweep") -> d
     w.writerow(header)
     w.writerows([[_csv_value(h, v) for h, v in zip(header, r)] for r in table])
     atomic_write_text(out / "results.csv", buf.getvalue())
-    md = [f"# {title}", "", "Median over frames, then over tracks (museval, dB); separation time in seconds per second of audio.", ""]
+    md = [f"# {title}", "", f"dB; {AGGREGATION}; separation time in seconds per second of audio.", ""]
     md += markdown_table(header, table)
     if base:
-        md += ["", f"Mixture-as-estimate baseline: vocals SDR {base['vocals']['SDR']:+.2f} dB, "
-                   f"accompaniment SDR {base['accompaniment']['SDR']:+.2f} dB."]
+        md += ["", f"Mixture-as-estimate baseline: vocals cSDR {base['vocals']['SDR']:+.2f} dB, "
+                   f"accompaniment cSDR {base['accompaniment']['SDR']:+.2f} dB."]
     plots = plot(out, header, table, base)
     md += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     atomic_write_text(out / "results.md", "\n".join(md) + "\n")
@@ -208,8 +212,8 @@ def plot(out: Path, header: list[str], table: list[list], base: dict | None = No
             ax.xaxis.set_major_formatter(ScalarFormatter())
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("sampling steps")
-        ax.set_ylabel("vocal SDR (dB)")
-        ax.set_title("Vocal SDR vs sampling steps")
+        ax.set_ylabel("vocal cSDR (dB, median over frames, then tracks)")
+        ax.set_title("Vocal cSDR vs sampling steps")
         ax.grid(alpha=0.3)
         _legend(ax, len(series) + (base is not None))
         made.append(_save(fig, out / "sdr_vs_steps.png"))
@@ -239,7 +243,7 @@ def plot(out: Path, header: list[str], table: list[list], base: dict | None = No
         ax.set_xscale("log")
         _plain_log_ticks(ax)
         ax.set_xlabel("separation time (s per s of audio)")
-        ax.set_ylabel("vocal SDR (dB)")
+        ax.set_ylabel("vocal cSDR (dB, median over frames, then tracks)")
         ax.set_title("Quality / speed frontier")
         ax.grid(alpha=0.3)
         _legend(ax, len(groups) + 1 + (base is not None))

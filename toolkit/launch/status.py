@@ -14,7 +14,7 @@ COLOURS = {"done": "green", "running": "cyan", "failed": "red", "lost": "yellow"
 
 
 def status_table(spec, state: SweepState, alive=None, submitter: bool | None = None) -> Table:
-    """A rich Table of trainings and cells: name, bindings, state, job id, log, vocal SDR.
+    """A rich Table of trainings and cells: name, bindings, state, job id, log, vocal cSDR.
 
     ``alive(job_id) -> bool | None`` tells whether a recorded running job still lives
     (None: unknown); a running record whose job is gone, or that ran inside a submitter
@@ -24,7 +24,7 @@ def status_table(spec, state: SweepState, alive=None, submitter: bool | None = N
     cluster = state.data.get("cluster")
     table = Table(title=f"sweep {spec.out} ({state.data.get('launcher') or 'not launched'}"
                         f"{', ' + cluster if cluster else ''})")
-    for col in ("cell", "bindings", "state", "job id", "log", "vocal SDR / error"):
+    for col in ("cell", "bindings", "state", "job id", "log", "vocal cSDR / error"):
         table.add_column(col, overflow="fold")
 
     def shown(entry):
