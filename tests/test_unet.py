@@ -165,3 +165,14 @@ def test_cpu_math_attention_matches_scaled_dot_product_attention(dtype, tol):
     torch.testing.assert_close(ours, theirs, rtol=tol, atol=tol)
     for a, b in zip(torch.autograd.grad(ours, (q, k, v), dy), torch.autograd.grad(theirs, (q, k, v), dy)):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+def test_placed_is_the_one_layout_rule():
+    from toolkit.model import Denoiser, placed
+
+    net = Denoiser(AttentionUNet(patch_size=2, **TINY))
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert placed(net, torch.device("cpu")) is net and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    plain_net = placed(Denoiser(AttentionUNet(patch_size=2, **TINY)), torch.device("cpu"), channels_last=False)
+    conv = next(m for m in plain_net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous() and not conv.weight.is_contiguous(memory_format=torch.channels_last)

@@ -13,6 +13,7 @@ import torch
 
 from . import checkpoint, parts, registry
 from .errors import UserError
+from .model import placed
 from .diffusion import check_sampling_steps
 from .sampling_start import check_start
 from .precision import resolve_device, resolve_precision
@@ -64,9 +65,7 @@ class Separator:
             why = f"its meta says {', '.join(differ)}" if differ else _mismatch(exc)
             raise UserError(f"{path}: weights do not fit the recorded backbone {backbone.get('name')} ({why}); "
                             "the checkpoint was edited or mixed up: use the file `toolkit run` wrote") from exc
-        net = built.net.to(dev).eval()
-        if dev.type in ("cpu", "cuda"):
-            net = net.to(memory_format=torch.channels_last)
+        net = placed(built.net, dev).eval()
         if steps is not None:
             check_sampling_steps(steps, built.diffusion.num_timesteps, "--steps")
         if post_filter is not None and post_filter not in POST_FILTERS:

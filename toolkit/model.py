@@ -15,6 +15,9 @@ from torch import nn
 
 from .precision import autocast
 
+# where convolutions run fastest on channels-last tensors: weights and inputs take that layout there
+CHANNELS_LAST_DEVICES = ("cpu", "cuda")
+
 
 class Denoiser(nn.Module):
     """``net(x_t, t, cond) -> raw prediction``; the diffusion process is not inside."""
@@ -25,9 +28,17 @@ class Denoiser(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         x = torch.cat([x_t, cond], dim=1)
-        if x.device.type == "cpu" or x.is_cuda:
+        if x.device.type in CHANNELS_LAST_DEVICES:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x, t)
+
+
+def placed(net: nn.Module, device: torch.device, channels_last: bool = True) -> nn.Module:
+    """``net`` on ``device``, with channels-last weights where :meth:`Denoiser.forward` gives channels-last inputs."""
+    net = net.to(device)
+    if channels_last and torch.device(device).type in CHANNELS_LAST_DEVICES:
+        net = net.to(memory_format=torch.channels_last)
+    return net
 
 
 def raw_fn(net: nn.Module, device: torch.device, precision: str):

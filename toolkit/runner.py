@@ -23,6 +23,7 @@ from .experiment import Experiment
 from .final_eval import final_evaluation
 from .io_utils import atomic_write_text
 from .logger import MultiLogger, NullLogger
+from .model import placed
 from .paths import check_writable_dir
 from .precision import machine_info, resolve_device, resolve_precision
 from .run_data import check_evaluation_roots, data_bindings, prepare_dataset_cache
@@ -145,7 +146,7 @@ def _run(stop, files, bindings, plugins, out, resume, console, data=None) -> dic
     prepare_dataset_cache([train_set, valid_set], cfg.num_workers, console)
     records = parts.experiment_records(exp, train_set)
     built = parts.build_parts(records)
-    net = built.net.to(device)
+    net = placed(built.net, device, cfg.channels_last)
 
     operative = config.operative_config()
     meta = {"operative_config": operative, "parts": records, "machine": info, "seed": exp.seed,

@@ -130,8 +130,6 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.logger, self.device, self.precision, self.console = logger, device, precision, console
         self.validate_fn, self.preview_fn = validate_fn, preview_fn
-        if cfg.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
         self.rank, self.world = 0, 1
         # DDP wraps the network for forward/backward only: EMA and checkpoints hold the bare module
         # (no "module." prefix, so a multi-GPU checkpoint loads like any other)
