@@ -161,3 +161,15 @@ def test_every_core_module_is_on_a_floor_and_imports_go_down():
 def test_an_upward_import_is_found():
     assert upward_imports({"toolkit.experiment": {"toolkit.train", "toolkit.errors"}}) == [
         "toolkit.experiment (configuration) imports toolkit.train (training and separation)"]
+
+
+def test_the_readme_reading_path_exists_and_stays_short():
+    """README's reading path (one training step, one separation) names real files, under 2,500 lines in all."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    path = text[text.index("**Reading path**"):].split("\n\n", 1)[0]
+    files = re.findall(r"`((?:toolkit|plugins)/[\w/]+\.py)`", path)
+    assert len(files) >= 10 and all((REPO / f).is_file() for f in files), files
+    lines = sum(len((REPO / f).read_text().splitlines()) for f in files)
+    assert lines <= 2500, f"the reading path is {lines} lines"
