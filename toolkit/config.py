@@ -121,6 +121,15 @@ def parse(files: Sequence[str | Path], bindings: Sequence[str] = (), plugins: It
     gin_check.check_unread_macros(gin.config_str(), bindings)
 
 
+def finish(bindings: Sequence[str] = ()) -> None:
+    """Add ``bindings`` to a config parsed with ``finalize=False``, then finalize it."""
+    try:
+        gin.parse_config(list(bindings))
+    except (ValueError, SyntaxError, TypeError, KeyError) as exc:
+        raise explain_gin_error(exc) from exc
+    gin.finalize()
+
+
 def operative_config() -> str:
     return gin.operative_config_str()
 

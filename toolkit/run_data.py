@@ -30,20 +30,25 @@ def _bound_dataset():
 
 
 def data_bindings(files, bindings, plugins, data=None) -> tuple[list[str], dict | None]:
-    """``(bindings to add after ``bindings``, {'dataset', 'root', 'source'} or None)`` for ``data``.
+    """:func:`root_bindings` of the config that ``files`` and ``bindings`` make (parsed, then cleared)."""
+    config.parse(files, bindings, plugins)
+    try:
+        return root_bindings(data)
+    finally:
+        gin.clear_config()
+
+
+def root_bindings(data=None) -> tuple[list[str], dict | None]:
+    """``(bindings to add to the parsed config, {'dataset', 'root', 'source'} or None)`` for ``data``.
 
     ``data`` (``--data``) overrides any root binding; else ``$MUSDB_PATH``
-    applies when the gin files and ``bindings`` bind no root for the chosen
+    applies when the gin config in force binds no root for the chosen
     dataset. The root is checked (``UserError`` for a missing or empty
     folder) and made absolute.
     """
     source = "--data" if data else None
-    config.parse(files, bindings, plugins)
-    try:
-        name = registry.name_of("datasets", _bound_dataset())
-        bound = parts.bindings_of("datasets", name).get("root")
-    finally:
-        gin.clear_config()
+    name = registry.name_of("datasets", _bound_dataset())
+    bound = parts.bindings_of("datasets", name).get("root")
     if not data and os.environ.get("MUSDB_PATH") and bound is None:
         data, source = os.environ["MUSDB_PATH"], "MUSDB_PATH"
     if not data:

@@ -26,7 +26,7 @@ from .logger import MultiLogger, NullLogger
 from .model import placed
 from .paths import check_writable_dir
 from .precision import machine_info, resolve_device, resolve_precision
-from .run_data import check_evaluation_roots, data_bindings, prepare_dataset_cache
+from .run_data import check_evaluation_roots, prepare_dataset_cache, root_bindings
 from .stop import StopSignals
 from .train import Trainer
 from .validation import make_preview_fn, make_validate_fn
@@ -118,8 +118,9 @@ def run(files, bindings=(), plugins=(), out=None, resume=False, console: Console
 
 
 def _run(stop, files, bindings, plugins, out, resume, console, data=None) -> dict:
-    data_extra, data_source = data_bindings(files, bindings, plugins, data)
-    config.parse(files, [*bindings, *data_extra], plugins)
+    config.parse(files, bindings, plugins, finalize=False)  # once: the data root is bound into the parsed config
+    data_extra, data_source = root_bindings(data)
+    config.finish(data_extra)
     exp = build_experiment()
     out = Path(out) if out else default_out_dir(str(files[0]))
     rank = int(os.environ.get("RANK", "0"))

@@ -234,9 +234,8 @@ def run_cell(spec: SweepSpec, cell: Cell, console=None) -> dict:
         atomic_write_text(cell_dir / "operative_config.gin", config.config_str())
         sep = Separator.from_checkpoint(run_dir / "checkpoints" / "last.pt", sampler=exp.sampler if isinstance(exp.sampler, str) else None,
                                         steps=exp.sampling_steps, post_filter=exp.post_filter, seed=exp.seed,
-                                        start=exp.sampling_start, start_t=exp.sampling_start_t)
-        if exp.sampler_options:
-            sep.engine.settings.sampler_options.update(exp.sampler_options)
+                                        start=exp.sampling_start, start_t=exp.sampling_start_t,
+                                        sampler_options=exp.sampler_options)
         tracks = test_tracks(trained_root(run_dir), exp.evaluation_tracks)
         res = evaluate_tracks(tracks, lambda m, r, t: separate_array(sep.engine, m, r), cell_dir, baseline=False,
                               save_estimates=False)
