@@ -107,3 +107,10 @@ def test_cli_and_gin_starts(tmp_path, capfd):
                                  capfd), 2, "start_t")
     assert_one_line_error(run_cli("run", REPO / "experiments" / "quickstart.gin", tiny, "--gin_param",
                                   "SAMPLING_START='middle'", "--out", tmp_path / "bad"), 2, "SAMPLING_START")
+
+
+def test_a_run_cannot_start_from_a_given_estimate():
+    from toolkit.experiment import Experiment
+
+    with pytest.raises(UserError, match="--refine"):
+        Experiment(dataset="synthetic", sampling_start="given", sampling_start_t=0.3, sampling_steps=2)

@@ -284,6 +284,15 @@ def test_evaluate_reads_what_separate_wrote(checkpoint, tmp_path, capfd):
     assert_one_line_error(p, 2, "point --estimates at one of them")
     _toolkit(capfd, "evaluate", "--estimates", out / "other", "--root", CLIP, "--subset", "train", "--out", tmp_path / "e3",
              "--no-baseline", check=0)
+    # refine mode: the model re-generates what another separator wrote, from start_t
+    _toolkit(capfd, "evaluate", "--checkpoint", checkpoint, "--refine", out / "other", "--start-t", "0.3", "--steps", "2",
+             "--root", CLIP, "--subset", "train", "--out", tmp_path / "e4", "--no-baseline", check=0)
+    refined = json.loads((tmp_path / "e4" / "results.json").read_text())
+    assert np.isfinite(refined["model"]["vocals"]["SDR"])
+    assert_one_line_error(_toolkit(capfd, "evaluate", "--checkpoint", checkpoint, "--refine", out / "other", "--root", CLIP,
+                                   "--subset", "train", "--out", tmp_path / "e5"), 2, "--start-t")
+    assert_one_line_error(_toolkit(capfd, "evaluate", "--checkpoint", checkpoint, "--refine", tmp_path / "e5", "--start-t",
+                                   "0.3", "--root", CLIP, "--subset", "train", "--out", tmp_path / "e6"), 2, "no estimates")
 
 
 def test_api_layouts_integer_pcm_and_layout_mistakes(checkpoint):
@@ -368,3 +377,30 @@ def test_sampling_table_script(checkpoint, tmp_path, capsys):
     assert "a (mean of 2)" in md and f"{table['steps2-clip_mixture-k1']['a-s0']:+.2f}" in md
     assert script.main(["--checkpoint", "x=/nonexistent.pt", "--set", f"test={root}", "--out", str(tmp_path / "u")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_refine_starts_from_the_given_estimate_noised_to_start_t(checkpoint, monkeypatch):
+    """Start 'given': the sampler starts from sqrt(abar) * estimate + sqrt(1 - abar) * noise at start_t's timestep."""
+    from toolkit import Separator
+    from toolkit.errors import UserError
+
+    mix = torch.from_numpy(_song(22050, 1, seconds=2.0, seed=4))[None]
+    given = 0.5 * mix
+    sep = Separator.from_checkpoint(checkpoint, start="given", start_t=0.3, steps=2)
+    eng = sep.engine
+    seen = {}
+    monkeypatch.setattr(eng, "sampler", lambda model_fn, diffusion, x_T, **kw: seen.update(x_T=x_T, T=diffusion.num_timesteps) or x_T)
+    eng.instrumental(mix, [5], given=given)
+    cond, state = eng.transform.encode(mix)
+    guess = eng.transform.encode_with(given, state)
+    t_s = round(0.3 * (eng.diffusion.num_timesteps - 1))
+    abar = float(eng.diffusion.alphas_cumprod[t_s])
+    noise = torch.randn(cond.shape[1:], generator=torch.Generator().manual_seed(5))[None]
+    assert seen["T"] == t_s + 1  # the truncated process
+    torch.testing.assert_close(seen["x_T"], abar ** 0.5 * guess + (1 - abar) ** 0.5 * noise, atol=1e-5, rtol=1e-5)
+    with pytest.raises(UserError, match="given"):  # an estimate without start 'given', and 'given' without one
+        Separator.from_checkpoint(checkpoint, steps=2).engine.instrumental(mix, [5], given=given)
+    with pytest.raises(UserError, match="given"):
+        eng.instrumental(mix, [5])
+    vocals, inst = sep(mix[0].numpy(), 22050, given=given[0].numpy())  # the API passes it through
+    assert torch.allclose(vocals + inst, mix[0], atol=1e-6)

@@ -95,15 +95,23 @@ class Separator:
         engine = built.engine(net, device=dev, precision=prec, settings=settings)
         return cls(engine, {**meta, "step": state.get("step")})
 
-    def __call__(self, audio, sample_rate: int, progress: Callable | None = None):
+    def __call__(self, audio, sample_rate: int, progress: Callable | None = None, given=None):
         """audio: (channels, samples), (batch, channels, samples) or (samples,) -> (vocals, instrumental), same shape.
 
         Tensors or arrays; integer PCM is scaled to [-1, 1]. A
         ``(samples, channels)`` array is refused before anything is
-        allocated (pass ``audio.T``).
+        allocated (pass ``audio.T``). ``given``: another separator's
+        instrumental estimate, shaped like ``audio``, that a Separator made
+        with ``start='given'`` refines.
         """
         batch, layout = as_batch(audio)
-        pairs = [separate_array(self.engine, item, int(sample_rate), on_chunk=progress) for item in batch]
+        givens = [None] * len(batch)
+        if given is not None:
+            givens, _ = as_batch(given)
+            if givens.shape != batch.shape:
+                raise UserError(f"given estimate of shape {tuple(np.shape(given))}: expected the audio's shape {tuple(np.shape(audio))}")
+        pairs = [separate_array(self.engine, item, int(sample_rate), on_chunk=progress, given=g)
+                 for item, g in zip(batch, givens)]
         vocals = np.stack([v for v, _ in pairs])
         instrumental = np.stack([i for _, i in pairs])
         if layout == "samples":

@@ -82,6 +82,9 @@ class Experiment:
             if steps is not None:
                 check_sampling_steps(steps, self.num_timesteps, name)
         check_start(self.sampling_start, self.sampling_start_t, self.sampling_steps, self.num_timesteps, "SAMPLING_START")
+        if self.sampling_start == "given":
+            raise UserError("SAMPLING_START = 'given' refines another separator's estimates, which a run does not have; "
+                            "use `toolkit evaluate --checkpoint C --refine DIR --start-t T`")
         if self.post_filter not in POST_FILTERS:
             raise UserError(f"POST_FILTER = '{self.post_filter}' is unknown; choose one of {', '.join(POST_FILTERS)}")
         if self.prediction not in PREDICTIONS:

@@ -1,11 +1,12 @@
-"""Where the reverse process starts: pure noise, the noised mixture, or a noised one-step estimate.
+"""Where the reverse process starts: pure noise, the noised mixture, a noised one-step estimate, or a given one.
 
 A reverse process may start part-way, at timestep ``t_s``, from a guess of x0
 noised to that level (SDEdit, Meng et al. 2022). For separation two guesses are
 at hand: the mixture itself, which is the instrumental plus the vocals (SGMSE+
 starts from the noisy input, Richter et al. 2023), and the network's own
-one-step estimate from pure noise (StoRM, Lemercier et al. 2023). The
-sampler then runs on :meth:`GaussianDiffusion.truncated` ``(t_s)``, so every
+one-step estimate from pure noise (StoRM, Lemercier et al. 2023); ``"given"``
+refines another separator's instrumental estimate (``toolkit evaluate --refine``).
+The sampler then runs on :meth:`GaussianDiffusion.truncated` ``(t_s)``, so every
 sampler supports it unchanged.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from .errors import UserError
 from .sampling import standard_normal, x0_predictor
 
-STARTS = ("noise", "mixture", "estimate")
+STARTS = ("noise", "mixture", "estimate", "given")
 
 
 def start_timestep(start_t: float, num_timesteps: int) -> int:
@@ -34,7 +35,7 @@ def check_start(start: str, start_t: float, steps: int | None, num_timesteps: in
     if not 0.0 < fraction <= 1.0:
         raise UserError(f"{where}: start_t = {start_t} must be in (0, 1] (the fraction of the diffusion's timesteps)")
     if start == "noise" and fraction != 1.0:
-        raise UserError(f"{where}: start_t = {start_t} needs start 'mixture' or 'estimate'; pure noise starts at 1.0")
+        raise UserError(f"{where}: start_t = {start_t} needs start 'mixture', 'estimate' or 'given'; pure noise starts at 1.0")
     if steps is None:
         return
     available = start_timestep(fraction, num_timesteps) + 1
@@ -44,7 +45,7 @@ def check_start(start: str, start_t: float, steps: int | None, num_timesteps: in
 
 
 def starting_point(diffusion, model_fn, cond: torch.Tensor, noise: torch.Tensor, *, start: str, start_t: float,
-                   steps: int | None, generator: torch.Generator | None):
+                   steps: int | None, generator: torch.Generator | None, given: torch.Tensor | None = None):
     """``(diffusion, x_T, steps)`` to hand the sampler.
 
     ``cond, noise: (batch, C, freq, frames)``, the mixture in the model's space
@@ -52,12 +53,16 @@ def starting_point(diffusion, model_fn, cond: torch.Tensor, noise: torch.Tensor,
     noises ``cond`` to timestep ``t_s``; ``"estimate"`` spends one network
     evaluation on x0 from pure noise (clamped to [-1, 1]) and noises that, so
     ``steps`` counts network evaluations in every case (with one step the
-    estimate is the result: the same as ``"noise"``).
+    estimate is the result: the same as ``"noise"``); ``"given"`` noises ``given``,
+    another system's x0 estimate in the model's space (like ``cond``).
     """
+    if (start == "given") != (given is not None):
+        raise UserError("start 'given' refines an estimate passed with it (toolkit evaluate --refine DIR), and only then "
+                        "is an estimate used; pass both or neither")
     if start == "noise" or (start == "estimate" and steps == 1):
         return diffusion, noise, steps
     last = start_timestep(start_t, diffusion.num_timesteps)
-    guess = cond
+    guess = given if start == "given" else cond
     if start == "estimate":
         guess = x0_predictor(model_fn, diffusion, cond, clip_x0=True)(noise, diffusion.num_timesteps - 1)
         noise = standard_normal(noise, generator)

@@ -52,19 +52,27 @@ class Engine:
         self.model_fn = raw_fn(self.net, device, precision)
 
     @torch.inference_mode()
-    def instrumental(self, mixture: torch.Tensor, seeds: list[int], progress: Callable | None = None) -> torch.Tensor:
-        """mixture: (n, channels, samples) at the model rate -> instrumental (n, channels, samples)."""
+    def instrumental(self, mixture: torch.Tensor, seeds: list[int], progress: Callable | None = None,
+                     given: torch.Tensor | None = None) -> torch.Tensor:
+        """mixture: (n, channels, samples) at the model rate -> instrumental (n, channels, samples).
+
+        ``given``: another system's instrumental estimate, like ``mixture``, that start ``'given'`` refines.
+        """
         mixture = mixture.to(self.device, torch.float32)
         cond, state = self.transform.encode(mixture)
-        inst_mag = sum(self.transform.magnitude(self.sample(cond, [int(sd) + 104_729 * k for sd in seeds], progress), state)
+        guess = None if given is None else self.transform.encode_with(given.to(self.device, torch.float32), state)
+        inst_mag = sum(self.transform.magnitude(self.sample(cond, [int(sd) + 104_729 * k for sd in seeds], progress,
+                                                            guess), state)
                        for k in range(self.settings.samples)) / self.settings.samples
         mix_stft = self.transform.stft(mixture)
         voc_mag, inst_mag = instrumental_to_vocals(mix_stft.abs(), inst_mag)
         _, inst_stft = apply_post_filter(mix_stft, voc_mag, inst_mag, kind=self.settings.post_filter)
         return self.transform.istft(inst_stft, mixture.shape[-1])
 
-    def sample(self, cond: torch.Tensor, seeds: list[int], progress: Callable | None = None) -> torch.Tensor:
-        """One sample x0 of the instrumental given ``cond: (n, channels, freq, frames)``, clamped to [-1, 1]; item i's noise from ``seeds[i]``."""
+    def sample(self, cond: torch.Tensor, seeds: list[int], progress: Callable | None = None,
+               guess: torch.Tensor | None = None) -> torch.Tensor:
+        """One sample x0 of the instrumental given ``cond: (n, channels, freq, frames)``, clamped to [-1, 1]; item i's noise
+        from ``seeds[i]``; ``guess`` (like ``cond``): the estimate that start ``'given'`` refines."""
         s = self.settings
         noise = torch.stack([
             torch.randn(cond.shape[1:], generator=torch.Generator().manual_seed(seed))
@@ -72,7 +80,7 @@ class Engine:
         ]).to(self.device)
         generator = torch.Generator(device=self.device).manual_seed(seeds[0] + 7919)
         diffusion, x_T, steps = starting_point(self.diffusion, self.model_fn, cond, noise, start=s.start,
-                                               start_t=s.start_t, steps=s.steps, generator=generator)
+                                               start_t=s.start_t, steps=s.steps, generator=generator, given=guess)
         kwargs = dict(cond=cond, steps=steps, generator=generator)
         if progress is not None:
             kwargs["callback"] = progress
@@ -88,11 +96,13 @@ def chunk_starts(total: int, segment: int, hop: int) -> list[int]:
 
 
 def separate_stream(engine: Engine, read: Callable[[int, int], np.ndarray], total: int, sample_rate: int,
-                    on_chunk: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                    on_chunk: Callable[[int, int], None] | None = None,
+                    read_given: Callable[[int, int], np.ndarray] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, instrumental_block (channels, n))`` finalised blocks in order.
 
     ``read(start, n) -> (channels, n)`` float32 audio at ``sample_rate`` (zero
-    beyond the end). The blocks tile [0, total) exactly.
+    beyond the end). The blocks tile [0, total) exactly. ``read_given``, read
+    like ``read``: the instrumental estimate that start ``'given'`` refines.
     """
     s = engine.settings
     segment = max(1, int(round(s.segment_seconds * sample_rate)))
@@ -104,7 +114,9 @@ def separate_stream(engine: Engine, read: Callable[[int, int], np.ndarray], tota
     for b in range(0, len(starts), s.batch_size):
         batch_starts = starts[b:b + s.batch_size]
         chunks = np.stack([read(st, segment) for st in batch_starts])  # (n, channels_in, segment)
-        inst = _separate_chunks(engine, chunks, sample_rate, [s.seed * 1_000_003 + b + i for i in range(len(batch_starts))])
+        given = None if read_given is None else np.stack([read_given(st, segment) for st in batch_starts])
+        inst = _separate_chunks(engine, chunks, sample_rate, [s.seed * 1_000_003 + b + i for i in range(len(batch_starts))],
+                                given)
         for i, st in enumerate(batch_starts):
             if acc is None:
                 acc = np.zeros((chunks.shape[1], 0), np.float64)
@@ -129,19 +141,24 @@ def separate_stream(engine: Engine, read: Callable[[int, int], np.ndarray], tota
                 on_chunk(k + 1, len(starts))
 
 
-def _separate_chunks(engine: Engine, chunks: np.ndarray, sample_rate: int, seeds: list[int]) -> np.ndarray:
-    """chunks: (n, channels_in, segment) at ``sample_rate`` -> instrumental, same shape."""
-    n, c_in, length = chunks.shape
-    x = torch.from_numpy(np.ascontiguousarray(chunks, dtype=np.float32))
-    x = resample(x, sample_rate, engine.sample_rate)
+def _model_items(engine: Engine, chunks: np.ndarray, sample_rate: int) -> torch.Tensor:
+    """chunks: (n, channels_in, segment) at ``sample_rate`` -> the engine's items at its rate and channel count."""
+    x = resample(torch.from_numpy(np.ascontiguousarray(chunks, dtype=np.float32)), sample_rate, engine.sample_rate)
     if engine.channels == 1:
-        items = rearrange(x, "n c s -> (n c) 1 s")
-        item_seeds = [sd * 16 + ch for sd in seeds for ch in range(c_in)]
-    elif c_in == engine.channels:
-        items, item_seeds = x, seeds
-    else:  # e.g. mono input, stereo model: duplicate, then average back
-        items, item_seeds = x.mean(1, keepdim=True).expand(-1, engine.channels, -1).contiguous(), seeds
-    out = engine.instrumental(items, item_seeds).float().cpu()
+        return rearrange(x, "n c s -> (n c) 1 s")
+    if x.shape[1] == engine.channels:
+        return x
+    return x.mean(1, keepdim=True).expand(-1, engine.channels, -1).contiguous()  # e.g. mono input, stereo model
+
+
+def _separate_chunks(engine: Engine, chunks: np.ndarray, sample_rate: int, seeds: list[int],
+                     given: np.ndarray | None = None) -> np.ndarray:
+    """chunks (and ``given``, an estimate to refine): (n, channels_in, segment) at ``sample_rate`` -> instrumental, same shape."""
+    n, c_in, length = chunks.shape
+    items = _model_items(engine, chunks, sample_rate)
+    item_seeds = [sd * 16 + ch for sd in seeds for ch in range(c_in)] if engine.channels == 1 else seeds
+    out = engine.instrumental(items, item_seeds,
+                              given=None if given is None else _model_items(engine, given, sample_rate)).float().cpu()
     if engine.channels == 1:
         out = rearrange(out, "(n c) 1 s -> n c s", n=n)
     elif c_in != engine.channels:
@@ -152,19 +169,21 @@ def _separate_chunks(engine: Engine, chunks: np.ndarray, sample_rate: int, seeds
     return out[..., :length].numpy()
 
 
-def separate_array(engine: Engine, mixture: np.ndarray, sample_rate: int, on_chunk=None) -> tuple[np.ndarray, np.ndarray]:
-    """mixture: (channels, samples) float32 -> (vocals, instrumental), both (channels, samples)."""
+def separate_array(engine: Engine, mixture: np.ndarray, sample_rate: int, on_chunk=None,
+                   given: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """mixture (and ``given``, an instrumental estimate to refine): (channels, samples) float32 -> (vocals, instrumental)."""
     mixture = np.asarray(mixture, dtype=np.float32)
     total = mixture.shape[1]
 
-    def read(start, n):
-        block = mixture[:, start:start + n]
-        if block.shape[1] < n:
-            block = np.pad(block, ((0, 0), (0, n - block.shape[1])))
-        return block
+    def reader(audio):
+        def read(start, n):
+            block = audio[:, start:start + n]
+            return np.pad(block, ((0, 0), (0, n - block.shape[1]))) if block.shape[1] < n else block
+        return read
 
+    read_given = None if given is None else reader(np.asarray(given, dtype=np.float32))
     instrumental = np.zeros_like(mixture)
-    for start, block in separate_stream(engine, read, total, sample_rate, on_chunk):
+    for start, block in separate_stream(engine, reader(mixture), total, sample_rate, on_chunk, read_given):
         instrumental[:, start:start + block.shape[1]] = block
     vocals = mixture - instrumental
     return vocals, instrumental

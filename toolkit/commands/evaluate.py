@@ -21,6 +21,9 @@ def add_parser(sub, parent):
     p.add_argument("--steps", type=int)
     p.add_argument("--post-filter", choices=("none", "soft", "wiener"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--refine", metavar="DIR",
+                   help="with --checkpoint: refine another separator's estimates in DIR (the layouts --estimates reads), "
+                        "noised to --start-t and sampled from there")
     add_start_arguments(p)
     add_sampling_arguments(p)
     p.add_argument("--device", default="auto")
@@ -66,13 +69,26 @@ def main(args) -> int:
         from ..api import Separator
         from ..separate import separate_array
 
+        start = args.start
+        if args.refine:
+            from ..estimates import read_estimates, track_folder
+
+            if args.start is not None or args.start_t is None:
+                raise UserError("--refine DIR starts from DIR's estimates: give --start-t T (the fraction of the "
+                                "timesteps to noise them to, e.g. 0.3) and no --start")
+            for track in tracks:  # every estimate is there before any work
+                track_folder(Path(args.refine), track.subset, track.name)
+            start = "given"
         sep = Separator.from_checkpoint(args.checkpoint, sampler=args.sampler, steps=args.steps,
                                         post_filter=args.post_filter, seed=args.seed,
-                                        start=args.start, start_t=args.start_t, device=args.device,
+                                        start=start, start_t=args.start_t, device=args.device,
                                         **sampling_overrides(args))
 
         def separate(mixture, rate, track):
-            return separate_array(sep.engine, mixture, rate)
+            given = None
+            if args.refine:
+                _, given = read_estimates(Path(args.refine), track.subset, track.name, rate, mixture.shape[1])
+            return separate_array(sep.engine, mixture, rate, given=given)
 
         save_estimates = True
     with Progress(console=console) as bar:
