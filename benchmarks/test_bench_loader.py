@@ -29,7 +29,7 @@ from rich.console import Console
 from conftest import sizes_for
 from test_bench_backbone import as_toolkit_default, make_batch, train_step
 
-from plugins.datasets.synthetic import generated_root, to_stem_mp4
+from diffmsst_plugins.datasets.synthetic import generated_root, to_stem_mp4
 from toolkit import data, registry
 from toolkit.loader import SlotBatches, batch_loader
 from toolkit.run_data import prepare_dataset_cache

@@ -43,7 +43,7 @@ def segments_dataset(sizes, tmp_path_factory):
         factory = registry.get("datasets", "musdb")
     except Exception as exc:  # the module is young: any import failure means "not measurable yet"
         pytest.skip(f"toolkit.data / datasets.musdb not usable ({type(exc).__name__}: {exc})")
-    from plugins.datasets.synthetic import synthesize
+    from diffmsst_plugins.datasets.synthetic import synthesize
 
     tmp = tmp_path_factory.mktemp("data")
     root = synthesize(tmp / "synth", tracks=3, test_tracks=1, seconds=max(6.0, 3 * sizes.segment_seconds),

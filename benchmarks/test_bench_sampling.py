@@ -74,7 +74,7 @@ def test_sampler_sdr_gap(benchmark, sizes, tmp_path_factory):
     if not Path(path).is_file():
         pytest.skip(f"not measured: BENCH_CHECKPOINT={path} is not a file")
     from toolkit.api import Separator
-    from plugins.datasets.synthetic import synthesize
+    from diffmsst_plugins.datasets.synthetic import synthesize
 
     clips = int(os.environ.get("BENCH_SDR_CLIPS", "2"))
     root = synthesize(tmp_path_factory.mktemp("sdr") / "synth", tracks=1, test_tracks=clips,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from plugins.datasets import synthetic as synth
+from diffmsst_plugins.datasets import synthetic as synth
 
 SONG_SECONDS = 8.0
 

@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per mode (after 2 warm-up steps)")
     parser.add_argument("--top", type=int, default=12, help="ops listed per mode")
     args = parser.parse_args()
-    import plugins  # noqa: F401  (registers the backbone)
+    import diffmsst_plugins  # noqa: F401  (registers the backbone)
 
     sizes = sizes_for(args.full)
     device = resolve_device("auto")

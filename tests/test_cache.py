@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, assert_one_line_error, run_cli
-from plugins.datasets import synthetic as synth
+from diffmsst_plugins.datasets import synthetic as synth
 from toolkit import data, registry
 from toolkit.errors import UserError
 

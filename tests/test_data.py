@@ -7,7 +7,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from plugins.datasets import synthetic as synth
+from diffmsst_plugins.datasets import synthetic as synth
 from toolkit import data, registry
 from toolkit.segments import SegmentDataset
 from toolkit.errors import UserError

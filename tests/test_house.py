@@ -45,8 +45,13 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
             if layer_of(module) is not None and layer_of(dep) is not None and layer_of(dep) < layer_of(module)]
 
 
+PLUGINS_PACKAGE = "diffmsst_plugins"  # the import name of the plugins/ folder (pyproject's package-dir)
+
+
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[0] == "plugins":
+        parts[0] = PLUGINS_PACKAGE
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -140,7 +145,7 @@ def test_plugins_import_the_core_never_another_plugin():
         me = module_name(path)
         package = me if path.name == "__init__.py" else me.rpartition(".")[0]
         for target, line, _ in imports(path):
-            if not target.startswith("plugins.") or target == "plugins":
+            if not target.startswith(PLUGINS_PACKAGE + ".") or target == PLUGINS_PACKAGE:
                 continue
             own = target.startswith(package + ".") or target == package
             if path.name == "__init__.py" and own:
@@ -173,3 +178,14 @@ def test_the_readme_reading_path_exists_and_stays_short():
     assert len(files) >= 10 and all((REPO / f).is_file() for f in files), files
     lines = sum(len((REPO / f).read_text().splitlines()) for f in files)
     assert lines <= 2500, f"the reading path is {lines} lines"
+
+
+def test_every_package_is_installed_and_none_under_a_generic_name():
+    """pyproject lists each package folder (toolkit/, plugins/ as diffmsst_plugins) and claims no top-level `plugins`."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {module_name(p) for root in ("toolkit", "plugins") for p in (REPO / root).rglob("__init__.py")}
+    assert set(setuptools["packages"]) == folders
+    assert setuptools["package-dir"] == {PLUGINS_PACKAGE: "plugins"}
+    assert not any(name == "plugins" or name.startswith("plugins.") for name in setuptools["packages"])

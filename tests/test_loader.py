@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from plugins.datasets import synthetic as synth
+from diffmsst_plugins.datasets import synthetic as synth
 from toolkit import registry
 from toolkit.loader import SlotBatches, batch_loader
 

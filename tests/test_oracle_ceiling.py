@@ -6,7 +6,7 @@ import sys
 
 from conftest import REPO
 
-from plugins.datasets.synthetic import synthesize
+from diffmsst_plugins.datasets.synthetic import synthesize
 
 
 def test_oracle_ceiling_scores_a_synthetic_set(tmp_path, capsys):

@@ -224,7 +224,7 @@ def test_each_prediction_target_trains_records_and_separates(prediction, tmp_pat
 @pytest.fixture(scope="module")
 def tiny_roots(tmp_path_factory):
     """Two train songs and one 2-s test song, as MUSDB18-HQ wav and as MUSDB18 stem mp4."""
-    from plugins.datasets import synthetic as synth
+    from diffmsst_plugins.datasets import synthetic as synth
 
     base = tmp_path_factory.mktemp("tiny")
     wav = synth.synthesize(base / "wav", tracks=2, test_tracks=1, seconds=2.0, seed=5)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import REPO, assert_one_line_error, run_cli
-from plugins.datasets import synthetic as synth
+from diffmsst_plugins.datasets import synthetic as synth
 
 QUICKSTART = REPO / "experiments" / "quickstart.gin"
 TINY = REPO / "tests" / "tiny.gin"

@@ -437,7 +437,7 @@ def test_ablation_sweep_compares_every_builtin_sampler_on_one_training(tmp_path)
     from toolkit import sweep
 
     spec = sweep.plan([REPO / "experiments" / "ablation_samplers.gin"], [], [], [], tmp_path)  # builds every cell
-    builtin = {name for name in registry.names("samplers") if registry.describe("samplers", name)[1].startswith("plugins.")}
+    builtin = {name for name in registry.names("samplers") if registry.describe("samplers", name)[1].startswith("diffmsst_plugins.")}
     assert {cell.bindings["SAMPLER"] for cell in spec.cells} == {repr(name) for name in builtin}
     assert {cell.bindings["SAMPLING_STEPS"] for cell in spec.cells} == {"1", "2", "4", "8", "16", "32"}
     assert len(spec.cells) == 36 and len({cell.train_key for cell in spec.cells}) == 1

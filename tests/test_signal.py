@@ -137,7 +137,7 @@ def test_wiener_separates_the_real_clip_from_oracle_magnitudes():
         pytest.skip(f"shared test data not found at {CLIP}")
     import musdb
 
-    from plugins.transforms.stft_normalizer import STFTNormalizer
+    from diffmsst_plugins.transforms.stft_normalizer import STFTNormalizer
 
     track = musdb.DB(root=str(CLIP.parents[1]), subsets="train").tracks[0]
     seconds = 2 * track.rate

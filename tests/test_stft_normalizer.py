@@ -9,7 +9,7 @@ from toolkit.audio import resample, to_channels
 from toolkit.errors import UserError
 
 registry.load_builtin_plugins()
-from plugins.transforms.stft_normalizer import SpecState, STFTNormalizer  # noqa: E402
+from diffmsst_plugins.transforms.stft_normalizer import SpecState, STFTNormalizer  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLIP = DATA / "musdb18-sample" / "train" / "Music Delta - 80s Rock.stem.mp4"
@@ -226,7 +226,7 @@ def test_stft_then_istft_reconstructs_the_audio(window, n_fft, hop):
 
 def test_window_cached_in_inference_mode_still_serves_autograd():
     """The window is cached across calls; one first built during separation (inference mode) must not break training."""
-    from plugins.transforms.stft_normalizer import _cached_window
+    from diffmsst_plugins.transforms.stft_normalizer import _cached_window
 
     _cached_window.cache_clear()
     transform = STFTNormalizer(n_fft=256, hop_length=64)

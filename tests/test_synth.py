@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from plugins.datasets import synthetic as synth
+from diffmsst_plugins.datasets import synthetic as synth
 from toolkit.data import SOURCES, STEMS
 from toolkit.errors import UserError
 

@@ -5,8 +5,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from plugins.datasets import synthetic as synth
-from plugins.datasets.synthetic import presets, songs, tree
+from diffmsst_plugins.datasets import synthetic as synth
+from diffmsst_plugins.datasets.synthetic import presets, songs, tree
 from toolkit.data import SOURCES, STEMS
 
 # sha1 of the float32 bytes of (mixture, drums, bass, other, vocals) for render_track(default_rng([s, 0, i, id]),

@@ -85,7 +85,7 @@ def test_norms_are_torch_group_norms_with_their_state_dict_keys():
 
 
 def test_res_block_is_group_norm_then_silu_then_conv():
-    from plugins.backbones.attention_unet import ResBlock
+    from diffmsst_plugins.backbones.attention_unet import ResBlock
 
     F = torch.nn.functional
     torch.manual_seed(0)
@@ -153,7 +153,7 @@ def test_cond_skip_needs_conditioning_channels():
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
 def test_cpu_math_attention_matches_scaled_dot_product_attention(dtype, tol):
-    from plugins.backbones.attention_unet import MATH_ATTENTION_MAX_TOKENS, attention
+    from diffmsst_plugins.backbones.attention_unet import MATH_ATTENTION_MAX_TOKENS, attention
 
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 4, 40, 8, generator=gen).to(dtype).requires_grad_(True) for _ in range(3))

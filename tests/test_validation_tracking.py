@@ -99,7 +99,7 @@ def test_wandb_gets_the_bindings_and_warns_nothing(run):
 
 
 def test_wandb_run_is_named_after_the_experiment_and_raises_no_deprecation(tmp_path, monkeypatch, capfd):
-    from plugins.loggers.wandb import WandbLogger
+    from diffmsst_plugins.loggers.wandb import WandbLogger
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "false")

@@ -13,7 +13,7 @@ Plugin authors use::
 
 Registering also makes the object gin-configurable as ``<kind>.<name>``
 (``samplers.ddim.eta = 0.0``, ``@samplers.ddim``). The core never imports a
-particular plugin: built-ins come from importing the ``plugins`` package once
+particular plugin: built-ins come from importing ``diffmsst_plugins`` (the ``plugins/`` folder) once
 (:func:`load_builtin_plugins`), third-party ones from a gin ``import`` line,
 ``--plugin MODULE_OR_FILE.py`` (:func:`load_plugin`) or the entry-point group
 ``toolkit.plugins``.
@@ -156,12 +156,12 @@ _BUILTINS_LOADED = False
 
 
 def load_builtin_plugins() -> None:
-    """Import the built-in ``plugins`` package once, then the ``toolkit.plugins`` entry points."""
+    """Import the built-in parts (``plugins/``, installed as ``diffmsst_plugins``) once, then the ``toolkit.plugins`` entry points."""
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
-    importlib.import_module("plugins")
+    importlib.import_module("diffmsst_plugins")
     for ep in entry_points(group="toolkit.plugins"):
         try:
             ep.load()
