@@ -337,14 +337,14 @@ def test_samples_average_the_instrumental_magnitude(checkpoint, monkeypatch):
     gen = torch.Generator().manual_seed(0)
     a, b = (torch.rand(cond.shape, generator=gen) * 2 - 1 for _ in range(2))
     calls = []
-    monkeypatch.setattr(eng2, "sample", lambda cond, seeds, progress=None: calls.append(seeds) or (a, b)[len(calls) - 1])
+    monkeypatch.setattr(eng2, "sample", lambda cond, seeds, progress=None, guess=None: calls.append(seeds) or (a, b)[len(calls) - 1])
     mean_mag = (eng1.transform.magnitude(a, state) + eng1.transform.magnitude(b, state)) / 2
-    monkeypatch.setattr(eng1, "sample", lambda cond, seeds, progress=None: eng1.transform.normalize(mean_mag, state))
+    monkeypatch.setattr(eng1, "sample", lambda cond, seeds, progress=None, guess=None: eng1.transform.normalize(mean_mag, state))
     averaged, reference = eng2.instrumental(mix, [5]), eng1.instrumental(mix, [5])
     assert calls == [[5], [5 + 104_729]]
     assert (averaged - reference).abs().max() < 1e-4 * reference.abs().max()
     in_x0 = eng1.instrumental  # the mean of the x0s instead: a different estimate, so the check above can fail
-    monkeypatch.setattr(eng1, "sample", lambda cond, seeds, progress=None: (a + b) / 2)
+    monkeypatch.setattr(eng1, "sample", lambda cond, seeds, progress=None, guess=None: (a + b) / 2)
     assert (in_x0(mix, [5]) - reference).abs().max() > 1e-2 * reference.abs().max()
 
 

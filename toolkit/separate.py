@@ -28,6 +28,7 @@ from .sampling_start import check_start, starting_point
 from .settings import SeparationSettings
 from .signal import instrumental_to_vocals, post_filter as apply_post_filter
 
+
 def ola_window(length: int) -> torch.Tensor:
     """Hann window floored at 1e-3 so the normalising sum never vanishes: (length,)."""
     return torch.hann_window(length, periodic=False, dtype=torch.float64).clamp_min(1e-3).float()
@@ -61,9 +62,10 @@ class Engine:
         mixture = mixture.to(self.device, torch.float32)
         cond, state = self.transform.encode(mixture)
         guess = None if given is None else self.transform.encode_with(given.to(self.device, torch.float32), state)
-        inst_mag = sum(self.transform.magnitude(self.sample(cond, [int(sd) + 104_729 * k for sd in seeds], progress,
-                                                            guess), state)
-                       for k in range(self.settings.samples)) / self.settings.samples
+        # K samples, sample k from seeds shifted by k: the mean of their magnitudes (the posterior mean as K grows)
+        magnitudes = [self.transform.magnitude(self.sample(cond, [int(sd) + 104_729 * k for sd in seeds], progress, guess),
+                                               state) for k in range(self.settings.samples)]
+        inst_mag = torch.stack(magnitudes).mean(0)
         mix_stft = self.transform.stft(mixture)
         voc_mag, inst_mag = instrumental_to_vocals(mix_stft.abs(), inst_mag)
         _, inst_stft = apply_post_filter(mix_stft, voc_mag, inst_mag, kind=self.settings.post_filter)
