@@ -4,7 +4,8 @@ For each checkpoint (``LABEL=PATH``), each set (``NAME=ROOT``, a MUSDB-shaped
 root) and each setting (``--steps`` x ``--clip-x0`` x ``--samples``), the test
 songs are separated with ``toolkit separate``'s engine and scored with museval
 like ``toolkit evaluate`` (cSDR: median over 1-s frames, then over songs);
-the gain is over the mixture-as-estimate baseline of the same songs. Labels
+the gain is over the mixture-as-estimate baseline of the same songs, in cSDR and, in
+brackets, uSDR (the mean over songs of whole-song SDR). Labels
 ending in ``-s<N>`` are seeds of one configuration: the table adds their mean.
 Scores are kept per song under ``--out`` and reused when run again.
 
@@ -45,8 +46,24 @@ def setting_name(steps: int, clip: str, samples: int) -> str:
     return f"steps{steps}-clip_{clip}-k{samples}"
 
 
-def gain(result: dict, baseline: dict) -> float:
-    return result["model"]["vocals"]["SDR"] - baseline["vocals"]["SDR"]
+def gain(result: dict, baseline: dict, metric: str = "SDR") -> float | None:
+    """The vocal ``metric`` gain over the mixture (None where a score has no uSDR)."""
+    model, base = result["model"]["vocals"].get(metric), baseline["vocals"].get(metric)
+    return None if model is None or base is None else model - base
+
+
+def cell(value: tuple | None) -> str:
+    if value is None:
+        return ""
+    csdr, usdr = value
+    return f"{csdr:+.2f}" + (f" ({usdr:+.2f})" if usdr is not None else "")
+
+
+def mean(values: list[tuple]) -> tuple | None:
+    if not values:
+        return None
+    usdr = [u for _, u in values]
+    return (sum(c for c, _ in values) / len(values), None if None in usdr else sum(usdr) / len(usdr))
 
 
 def seed_group(label: str) -> str:
@@ -59,15 +76,14 @@ def markdown(rows: dict, labels: list[str], sets: list[str]) -> str:
     lines = []
     for name in sets:
         head = labels + [f"{g} (mean of {sum(seed_group(lb) == g for lb in labels)})" for g in groups]
-        lines += [f"### {name}: vocal cSDR gain over the mixture (dB)", "",
+        lines += [f"### {name}: vocal gain over the mixture, cSDR (uSDR), dB", "",
                   "| evaluations | clip_x0 | samples | " + " | ".join(head) + " |",
                   "|---:|---|---:|" + "---:|" * len(head)]
         for setting, by_label in rows[name].items():
             steps, clip, k = setting
-            cells = [f"{by_label[lb]:+.2f}" if lb in by_label else "" for lb in labels]
+            cells = [cell(by_label.get(lb)) for lb in labels]
             for g in groups:
-                got = [by_label[lb] for lb in labels if seed_group(lb) == g and lb in by_label]
-                cells.append(f"{sum(got) / len(got):+.2f}" if got else "")
+                cells.append(cell(mean([by_label[lb] for lb in labels if seed_group(lb) == g and lb in by_label])))
             lines.append(f"| {steps} | {clip} | {k} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -98,17 +114,18 @@ def main(argv=None) -> int:
                 res = evaluate_tracks(tracks, lambda m, r, t: separate_array(sep.engine, m, r),
                                       out / label / name / setting_name(steps, clip, k), baseline=False,
                                       save_estimates=False)
-                rows[name].setdefault((steps, clip, k), {})[label] = gain(res, baseline)
-                print(f"{name} {label} steps {steps} clip_x0 {clip} samples {k}: {rows[name][(steps, clip, k)][label]:+.2f} dB",
-                      flush=True)
+                rows[name].setdefault((steps, clip, k), {})[label] = (gain(res, baseline), gain(res, baseline, "uSDR"))
+                print(f"{name} {label} steps {steps} clip_x0 {clip} samples {k}: "
+                      f"{cell(rows[name][(steps, clip, k)][label])} dB", flush=True)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     labels = [label for label, _ in checkpoints]
     text = markdown(rows, labels, [name for name, _ in sets])
     atomic_write_text(out / "table.md", text)
-    atomic_write_text(out / "table.json", json.dumps({name: {setting_name(*s): v for s, v in r.items()}
-                                                      for name, r in rows.items()}, indent=2))
+    atomic_write_text(out / "table.json", json.dumps(
+        {name: {setting_name(*s): {label: {"cSDR_gain": c, "uSDR_gain": u} for label, (c, u) in v.items()}
+                for s, v in r.items()} for name, r in rows.items()}, indent=2))
     print(text)
     return 0
 

@@ -373,8 +373,9 @@ def test_sampling_table_script(checkpoint, tmp_path, capsys):
     assert set(table) == {"steps2-clip_mixture-k1"}
     for by_label in table.values():
         assert by_label["a-s0"] == by_label["a-s1"]  # the same checkpoint and seed: the same scores
+    scores = table["steps2-clip_mixture-k1"]["a-s0"]
     md = (tmp_path / "t" / "table.md").read_text()
-    assert "a (mean of 2)" in md and f"{table['steps2-clip_mixture-k1']['a-s0']:+.2f}" in md
+    assert "a (mean of 2)" in md and f"{scores['cSDR_gain']:+.2f} ({scores['uSDR_gain']:+.2f})" in md
     assert script.main(["--checkpoint", "x=/nonexistent.pt", "--set", f"test={root}", "--out", str(tmp_path / "u")]) == 2
     assert "no such file" in capsys.readouterr().err
 
