@@ -27,7 +27,7 @@ import torch
 
 from toolkit import registry
 from toolkit.diffusion import GaussianDiffusion
-from toolkit.model import Denoiser
+from toolkit.model import Denoiser, placed
 from toolkit.precision import machine_info as toolkit_machine_info, resolve_device, resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,10 +188,7 @@ def make_denoiser(make_backbone, device):
     """``make_denoiser(kwargs) -> Denoiser`` for inference, laid out as ``Separator.from_checkpoint`` does."""
 
     def make(kwargs: dict, seed: int = 0):
-        net = Denoiser(make_backbone(kwargs, seed)).eval()
-        if device.type in ("cpu", "cuda"):
-            net = net.to(memory_format=torch.channels_last)
-        return net
+        return placed(Denoiser(make_backbone(kwargs, seed)), device).eval()
 
     return make
 

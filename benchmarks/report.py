@@ -89,6 +89,10 @@ RATIOS = (
     Ratio("separate_rtf", ("test_separate_clip",),
           lambda bs: _median(bs["test_separate_clip"]) / float(bs["test_separate_clip"]["extra_info"]["clip_seconds"]),
           None, "seconds of compute per second of audio, whole-clip separation"),
+    Ratio("unrolled2_vs_regular_step", ("test_micro_step_regular", "test_micro_step_unrolled2"),
+          _time_ratio("test_micro_step_unrolled2", "test_micro_step_regular"),
+          ("<=", 2.0), "training micro-step through a 2-evaluation sampler / a regular one (UNROLL_STEPS = 2 on the "
+          "last 20 % of the steps keeps training within 0.8 + 0.2 x this)"),
 )
 
 
