@@ -26,8 +26,8 @@ from .errors import UserError
 from .loader import SlotBatches, batch_loader
 from .model import raw_fn
 from .settings import TrainConfig
-from .stop import StopSignals
 from .signal import phase_sensitive_magnitude
+from .stop import StopSignals
 
 def target_spec(transform, audio: torch.Tensor, state, target: str) -> torch.Tensor:
     """What the network learns for a source ``audio: (batch, channels, samples)``, on the mixture ``state``'s scale.
