@@ -29,3 +29,23 @@ def test_tables_name_the_aggregation():
     assert md.splitlines()[2].startswith("| estimate | target | cSDR | SIR | SAR | ISR | uSDR |")
     assert "median over frames, then tracks" in md and "mean over tracks of whole-track SDR" in md
     assert "cSDR +5.00 dB" in md and "uSDR +5.50 dB" in md
+
+
+def test_an_evaluation_run_again_reads_the_scores_it_kept(tmp_path):
+    """Tracks scored before (an interrupted run, a second table) are read back, not separated again: same result."""
+    from diffmsst_plugins.datasets.synthetic import synthesize
+    from toolkit.data import open_db
+    from toolkit.evaluate import evaluate_tracks
+
+    root = synthesize(tmp_path / "synth", tracks=1, test_tracks=2, seconds=2.0, sample_rate=22050, seed=3)
+    tracks = list(open_db(root, "test").tracks)
+    calls = []
+
+    def half(mixture, rate, track):
+        calls.append(track.name)
+        return 0.5 * mixture, 0.5 * mixture
+
+    first = evaluate_tracks(tracks, half, tmp_path / "e", save_estimates=False)
+    again = evaluate_tracks(tracks, half, tmp_path / "e", save_estimates=False)
+    assert len(calls) == 2 and first["model"] == again["model"] and first["baseline"] == again["baseline"]
+    assert "uSDR" in again["model"]["vocals"]

@@ -148,9 +148,9 @@ def _usdr_from_json(path: Path) -> dict | None:
 
 
 def _store_from_json(path: Path):
-    data = json.loads(Path(path).read_text())
-    store = museval.TrackStore(track_name=data["name"])
-    store.scores = data
+    """museval's TrackStore from the JSON :func:`score_track` saved (named after the track: museval keeps no name in it)."""
+    store = museval.TrackStore(track_name=Path(path).stem)
+    store.scores = json.loads(Path(path).read_text())
     return store
 
 
