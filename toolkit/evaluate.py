@@ -39,7 +39,7 @@ def whole_track_sdr(reference: np.ndarray, estimate: np.ndarray, eps: float = 1e
 
     ``reference``, ``estimate``: (samples, channels). ``eps`` as in the Music
     Demixing Challenge 2021 scoring (Mitsufuji et al. 2022), so a silent
-    reference and a silent estimate score 0 dB instead of NaN.
+    reference and a silent estimate score 10 log10(eps / eps) = 0 instead of NaN.
     """
     reference, estimate = np.asarray(reference, np.float64), np.asarray(estimate, np.float64)
     n = min(len(reference), len(estimate))
