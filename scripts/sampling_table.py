@@ -16,6 +16,7 @@ Scores are kept per song under ``--out`` and reused when run again.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import re
@@ -104,14 +105,18 @@ def main(argv=None) -> int:
         sets = [pair(s, "--set") for s in args.sets]
         out = Path(args.out)
         rows: dict = {name: {} for name, _ in sets}
+
+        @functools.cache  # one model per setting for every set, loaded only if a song is not scored yet
+        def separator(path: Path, steps: int, clip: str, k: int) -> Separator:
+            return Separator.from_checkpoint(path, steps=steps, sampler_options={"clip_x0": CLIP_CHOICES[clip]}, samples=k)
+
         for name, root in sets:
             tracks = test_tracks(root, args.tracks)
             baseline = evaluate_tracks(tracks, lambda m, r, t: (m, m), out / "baseline" / name, baseline=False,
                                        save_estimates=False)["model"]
             for (label, path), steps, clip, k in itertools.product(checkpoints, args.steps, args.clip_x0, args.samples):
-                sep = Separator.from_checkpoint(path, steps=steps, sampler_options={"clip_x0": CLIP_CHOICES[clip]},
-                                                samples=k)
-                res = evaluate_tracks(tracks, lambda m, r, t: separate_array(sep.engine, m, r),
+                key = (path, steps, clip, k)
+                res = evaluate_tracks(tracks, lambda m, r, t, key=key: separate_array(separator(*key).engine, m, r),
                                       out / label / name / setting_name(steps, clip, k), baseline=False,
                                       save_estimates=False)
                 rows[name].setdefault((steps, clip, k), {})[label] = (gain(res, baseline), gain(res, baseline, "uSDR"))
